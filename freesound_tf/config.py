@@ -1,0 +1,222 @@
+"""Typed recipe configuration loaded from TOML.
+
+A recipe is a tree of frozen dataclasses. Loading checks every key and type and
+names the offending key (``model.w_ratio``) so a typo fails before any heavy work.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+
+class ConfigError(ValueError):
+    """A recipe key is unknown, missing or of the wrong type/value."""
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """How clips are decoded into the waveform cache."""
+
+    sample_rate: int = 44100
+    trim_top_db: float = 60.0  # librosa.effects.trim threshold; <= 0 disables trimming
+    global_steps: int = 128  # rows of the global waveform statistics (128 x 12)
+    length_norm_seconds: float = 10.0  # length feature = trimmed samples / (this * sample_rate)
+
+    def __post_init__(self) -> None:
+        _check(self.sample_rate >= 1000, "audio.sample_rate", "must be >= 1000 Hz")
+        _check(self.global_steps >= 1, "audio.global_steps", "must be >= 1")
+        _check(self.length_norm_seconds > 0, "audio.length_norm_seconds", "must be > 0")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """tf.data input pipeline: crops, batching, mixup."""
+
+    crop_seconds: float = 5.0
+    batch_size: int = 32
+    shuffle_buffer: int = 4096
+    eval_crops: int = 3  # deterministic crops at start / middle / end for validation and TTA
+    mixup_prob: float = 0.0  # probability that a training example is mixed with a partner
+    mixup_mode: str = "fixed"  # "fixed": lambda = mixup_lambda; "beta": lambda ~ Beta(alpha, alpha)
+    mixup_lambda: float = 0.7
+    mixup_alpha: float = 0.4
+    mixup_label_rule: str = "blend"  # "blend": lambda-weighted labels; "or": element-wise max
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check(self.crop_seconds > 0, "pipeline.crop_seconds", "must be > 0")
+        _check(self.batch_size >= 1, "pipeline.batch_size", "must be >= 1")
+        _check(self.eval_crops >= 1, "pipeline.eval_crops", "must be >= 1")
+        _check(0.0 <= self.mixup_prob <= 1.0, "pipeline.mixup_prob", "must be in [0, 1]")
+        _check(self.mixup_mode in ("fixed", "beta"), "pipeline.mixup_mode", "must be 'fixed' or 'beta'")
+        _check(0.0 < self.mixup_lambda <= 1.0, "pipeline.mixup_lambda", "must be in (0, 1]")
+        _check(self.mixup_alpha > 0, "pipeline.mixup_alpha", "must be > 0")
+        _check(self.mixup_label_rule in ("blend", "or"), "pipeline.mixup_label_rule",
+               "must be 'blend' or 'or'")
+
+
+@dataclass(frozen=True)
+class FoldsConfig:
+    n_splits: int = 10
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check(self.n_splits >= 2, "folds.n_splits", "must be >= 2")
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """In-graph log-mel frontend (kapre STFT -> magnitude -> mel -> dB)."""
+
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 64
+    f_min: float = 0.0
+    f_max: float | None = None  # None: sample_rate / 2
+    power: float = 2.0
+    top_db: float = 80.0  # dB floor below each clip's maximum
+    trainable_filterbank: bool = False
+    frequency_encoding: bool = False  # extra channel, linear -1..1 over the mel axis
+    deltas: bool = False  # extra delta and delta-delta channels
+    time_masks: int = 0  # SpecAugment-style masks, active in training only
+    time_mask_width: int = 20
+    freq_masks: int = 0
+    freq_mask_width: int = 8
+
+    def __post_init__(self) -> None:
+        _check(self.n_fft >= 16, "frontend.n_fft", "must be >= 16")
+        _check(0 < self.hop_length <= self.n_fft, "frontend.hop_length", "must be in (0, n_fft]")
+        _check(self.n_mels >= 2, "frontend.n_mels", "must be >= 2")
+        _check(self.power in (1.0, 2.0), "frontend.power", "must be 1.0 or 2.0")
+        _check(self.top_db > 0, "frontend.top_db", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture: a registry key plus its options."""
+
+    name: str = "cnn9"
+    variant: str = "se"  # cnn9: v1mix | max3exam | se | msc_se
+    w_ratio: float = 1.0
+    stem_width: int = 64
+    block_widths: tuple[int, ...] = (96, 128, 256, 512)
+    bn_momentum: float = 0.85
+    highway: bool = False  # gated highway connection inside each block
+    conv_cat: bool = False  # concatenate pooled tensor with next conv output + 1x1 conv
+    use_global_features: bool = True
+    use_length: bool = True
+    gru_units: int = 128
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.w_ratio > 0, "model.w_ratio", "must be > 0")
+        _check(len(self.block_widths) >= 1, "model.block_widths", "needs at least one block")
+        _check(0.0 < self.bn_momentum < 1.0, "model.bn_momentum", "must be in (0, 1)")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One ensemble member: data handling, architecture and (later) training schedule."""
+
+    name: str = "member"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    folds: FoldsConfig = field(default_factory=FoldsConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def _check(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {why}")
+
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a (TOML) dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'recipe'}: expected a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {key: _coerce(hints[key], value, f"{prefix}{key}") for key, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        if prefix and not str(err).startswith(prefix):
+            raise ConfigError(f"{prefix}{err}") from None
+        raise
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is tuple:
+        item_type = typing.get_args(hint)[0]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(item_type, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return dict(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint in (int, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Dataclass tree -> plain dict (tuples as lists, None dropped) ready for TOML/JSON."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(dataclasses.asdict(obj))
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read a recipe TOML; errors name the file and the bad key."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: recipe not found; pass an existing TOML (see models/*.toml)") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err}); fix the syntax") from None
+    try:
+        return from_dict(Recipe, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

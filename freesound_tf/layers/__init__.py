@@ -1,0 +1,1 @@
+"""Keras layers: in-graph audio frontend, convolutional blocks and heads (all serializable)."""
