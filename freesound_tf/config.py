@@ -39,7 +39,6 @@ class PipelineConfig:
 
     crop_seconds: float = 5.0
     batch_size: int = 32
-    shuffle_buffer: int = 4096
     eval_crops: int = 3  # deterministic crops at start / middle / end for validation and TTA
     mixup_prob: float = 0.0  # probability that a training example is mixed with a partner
     mixup_mode: str = "fixed"  # "fixed": lambda = mixup_lambda; "beta": lambda ~ Beta(alpha, alpha)

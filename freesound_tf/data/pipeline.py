@@ -1,0 +1,244 @@
+"""tf.data input pipelines over the HDF5 waveform cache.
+
+Every pipeline yields a dict of named model inputs (``waveform``, ``global_features``,
+``length``) so a model picks what it uses. Audio is read crop by crop from the cache, so
+memory does not grow with the number of clips. Randomness (shuffle order, crop offsets,
+mixup) is drawn from seeded streams: the same seed gives the same batches.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+import numpy as np
+import tensorflow as tf
+
+from freesound_tf.augmentation import mixup_batch
+from freesound_tf.config import PipelineConfig
+
+ALL_INPUTS = ("waveform", "global_features", "length")
+
+
+class CacheReader(Protocol):
+    """What the pipeline needs from :class:`freesound_tf.data.cache.WaveformCache`."""
+
+    lengths: np.ndarray
+    length_feature: np.ndarray
+    steps: int
+
+    def read(self, i: int, start: int = 0, stop: int | None = None) -> np.ndarray: ...
+
+    def read_global_features(self, indices: np.ndarray) -> np.ndarray: ...
+
+
+def crop_clip(cache: CacheReader, row: int, crop_len: int, position: float) -> np.ndarray:
+    """Crop (or zero-pad) trimmed clip ``row`` to ``crop_len`` samples.
+
+    ``position`` in [0, 1] places the window: 0 = start, 0.5 = middle, 1 = end of the clip.
+    A clip shorter than the window is placed at the same relative offset inside it.
+    """
+    length = int(cache.lengths[row])
+    span = abs(length - crop_len)
+    # floor(position * (span + 1)) makes a uniform position in [0, 1) a uniform integer offset.
+    offset = min(int(position * (span + 1)), span)
+    if length >= crop_len:
+        return cache.read(row, offset, offset + crop_len)
+    out = np.zeros(crop_len, np.float32)
+    out[offset:offset + length] = cache.read(row, 0, length)
+    return out
+
+
+def _read_side_inputs(cache: CacheReader, rows: np.ndarray, inputs: Sequence[str]) -> dict[str, np.ndarray]:
+    out = {}
+    if "global_features" in inputs:
+        # h5py reads need increasing unique indices; eval batches repeat a clip per crop.
+        unique, inverse = np.unique(rows, return_inverse=True)
+        out["global_features"] = cache.read_global_features(unique)[inverse].astype(np.float32)
+    if "length" in inputs:
+        out["length"] = cache.length_feature[rows].astype(np.float32).reshape(-1, 1)
+    return out
+
+
+def _signature(inputs: Sequence[str], wave_len: int | None, steps: int) -> dict[str, tf.TensorSpec]:
+    shapes = {"waveform": (None, wave_len), "global_features": (None, steps, 12), "length": (None, 1)}
+    return {name: tf.TensorSpec(shapes[name], tf.float32) for name in inputs}
+
+
+class TrainInput:
+    """Training batches: shuffled clips, a random crop each, optional batch mixup.
+
+    ``mixup_prob`` is a plain attribute the training loop may change between epochs (seed 004
+    stops mixup at the first learning-rate milestone); batches already prefetched keep the old value.
+    """
+
+    def __init__(
+        self,
+        cache: CacheReader,
+        labels: np.ndarray,
+        config: PipelineConfig,
+        sample_rate: int,
+        indices: np.ndarray | None = None,
+        inputs: Sequence[str] = ALL_INPUTS,
+    ) -> None:
+        self.cache = cache
+        self.labels = np.asarray(labels, np.float32)
+        self.config = config
+        self.crop_len = int(round(config.crop_seconds * sample_rate))
+        self.indices = np.arange(len(self.labels)) if indices is None else np.asarray(indices, np.int64)
+        if len(self.indices) == 0:
+            raise ValueError("TrainInput: no clips to train on (empty index set)")
+        self.inputs = tuple(inputs)
+        self.mixup_prob = config.mixup_prob
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return -(-len(self.indices) // self.config.batch_size)
+
+    def _load(self, rows: np.ndarray, seed: np.int64) -> tuple[np.ndarray, ...]:
+        rng = np.random.default_rng(int(seed) & 0x7FFFFFFFFFFFFFFF)
+        positions = rng.random(len(rows))
+        batch = {"waveform": np.stack([crop_clip(self.cache, int(r), self.crop_len, p)
+                                       for r, p in zip(rows, positions)])}
+        batch.update(_read_side_inputs(self.cache, rows, self.inputs))
+        batch = {k: batch[k] for k in self.inputs}
+        cfg = self.config
+        batch, labels = mixup_batch(batch, self.labels[rows], rng, self.mixup_prob, cfg.mixup_mode,
+                                    cfg.mixup_lambda, cfg.mixup_alpha, cfg.mixup_label_rule)
+        return tuple(batch[k] for k in self.inputs) + (labels,)
+
+    def dataset(self) -> tf.data.Dataset:
+        """A finite dataset of one epoch; iterating it again reshuffles and redraws crops."""
+        cfg = self.config
+        order = tf.data.Dataset.from_tensor_slices(self.indices)
+        order = order.shuffle(len(self.indices), seed=cfg.seed, reshuffle_each_iteration=True)
+        seeds = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True)
+        batches = tf.data.Dataset.zip(order.batch(cfg.batch_size), seeds)
+        spec = _signature(self.inputs, self.crop_len, self.cache.steps)
+        n_classes = self.labels.shape[1]
+
+        def load(rows: tf.Tensor, seed: tf.Tensor):
+            out = tf.numpy_function(self._load, [rows, seed], [tf.float32] * (len(self.inputs) + 1),
+                                    stateful=False)
+            features = {}
+            for name, tensor in zip(self.inputs, out):
+                tensor.set_shape(spec[name].shape)
+                features[name] = tensor
+            out[-1].set_shape((None, n_classes))
+            return features, out[-1]
+
+        return batches.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def crop_positions(n_crops: int) -> np.ndarray:
+    """Evenly spaced window positions: 1 crop -> middle; 3 -> start, middle, end."""
+    return np.array([0.5]) if n_crops == 1 else np.linspace(0.0, 1.0, n_crops)
+
+
+def eval_dataset(
+    cache: CacheReader,
+    indices: np.ndarray,
+    crop_seconds: float,
+    sample_rate: int,
+    batch_size: int,
+    n_crops: int = 3,
+    labels: np.ndarray | None = None,
+    inputs: Sequence[str] = ALL_INPUTS,
+) -> tf.data.Dataset:
+    """Deterministic crops for validation / TTA, clip-major: clip 0 crops 0..n-1, clip 1, ...
+
+    Average the predictions with :func:`average_crops`. With ``labels`` the dataset yields
+    ``(inputs, labels)`` (each clip's labels repeated per crop), otherwise inputs only.
+    """
+    crop_len = int(round(crop_seconds * sample_rate))
+    indices = np.asarray(indices, np.int64)
+    rows = np.repeat(indices, n_crops)
+    positions = np.tile(crop_positions(n_crops), len(indices)).astype(np.float32)
+    inputs = tuple(inputs)
+
+    def load(rows_b: np.ndarray, pos_b: np.ndarray) -> tuple[np.ndarray, ...]:
+        batch = {"waveform": np.stack([crop_clip(cache, int(r), crop_len, float(p))
+                                       for r, p in zip(rows_b, pos_b)])}
+        batch.update(_read_side_inputs(cache, rows_b, inputs))
+        return tuple(batch[k] for k in inputs)
+
+    spec = _signature(inputs, crop_len, cache.steps)
+
+    def load_tf(rows_b: tf.Tensor, pos_b: tf.Tensor):
+        out = tf.numpy_function(load, [rows_b, pos_b], [tf.float32] * len(inputs), stateful=False)
+        for name, tensor in zip(inputs, out):
+            tensor.set_shape(spec[name].shape)
+        return dict(zip(inputs, out))
+
+    ds = tf.data.Dataset.from_tensor_slices((rows, positions)).batch(batch_size)
+    ds = ds.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
+    if labels is not None:
+        targets = np.asarray(labels, np.float32)[rows]
+        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.from_tensor_slices(targets).batch(batch_size))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def average_crops(predictions: np.ndarray, n_crops: int) -> np.ndarray:
+    """Clip-level scores from the clip-major crop predictions of :func:`eval_dataset`."""
+    return predictions.reshape(-1, n_crops, predictions.shape[-1]).mean(axis=1)
+
+
+def length_buckets(lengths: np.ndarray, batch_size: int, max_batch_samples: int) -> list[np.ndarray]:
+    """Group positions of ``lengths`` into batches of similar length (sorted, greedy).
+
+    A batch holds at most ``batch_size`` clips and at most ``max_batch_samples`` padded samples,
+    so long clips come in small batches and short ones in full batches.
+    """
+    order = np.argsort(lengths, kind="stable")
+    batches, current = [], []
+    for pos in order:
+        longest = int(lengths[pos])  # sorted ascending: the newest clip is the longest
+        if current and (len(current) >= batch_size or (len(current) + 1) * longest > max_batch_samples):
+            batches.append(np.array(current))
+            current = []
+        current.append(pos)
+    if current:
+        batches.append(np.array(current))
+    return batches
+
+
+def full_length_dataset(
+    cache: CacheReader,
+    indices: np.ndarray,
+    sample_rate: int,
+    batch_size: int,
+    max_batch_seconds: float = 600.0,
+    min_seconds: float = 1.0,
+    inputs: Sequence[str] = ALL_INPUTS,
+) -> tuple[tf.data.Dataset, np.ndarray]:
+    """Whole trimmed clips, length-bucketed to keep padding small.
+
+    Returns the dataset and the cache rows in the order its predictions come out; use
+    :func:`restore_order` to put predictions back in the order of ``indices``. Clips shorter
+    than ``min_seconds`` are zero-padded to it so every clip yields whole STFT frames.
+    """
+    indices = np.asarray(indices, np.int64)
+    min_len = int(round(min_seconds * sample_rate))
+    lengths = np.maximum(cache.lengths[indices], min_len)
+    batches = length_buckets(lengths, batch_size, int(max_batch_seconds * sample_rate))
+    inputs = tuple(inputs)
+
+    def generate() -> Iterator[dict[str, np.ndarray]]:
+        for positions in batches:
+            rows = indices[positions]
+            width = int(lengths[positions].max())
+            wave = np.zeros((len(rows), width), np.float32)
+            for k, row in enumerate(rows):
+                clip = cache.read(int(row))
+                wave[k, :len(clip)] = clip
+            batch = {"waveform": wave, **_read_side_inputs(cache, rows, inputs)}
+            yield {k: batch[k] for k in inputs}
+
+    ds = tf.data.Dataset.from_generator(generate, output_signature=_signature(inputs, None, cache.steps))
+    order = indices[np.concatenate(batches)] if batches else indices
+    return ds.prefetch(tf.data.AUTOTUNE), order
+
+
+def restore_order(predictions: np.ndarray, order: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Reorder predictions made in ``order`` (cache rows) to follow ``indices``."""
+    where = {int(row): k for k, row in enumerate(order)}
+    return predictions[[where[int(row)] for row in indices]]
