@@ -1,0 +1,176 @@
+"""Evaluation metrics: lwlrap (FAT2019), MAP@k (FAT2018) and a streaming Keras lwlrap.
+
+lwlrap (label-weighted label-ranking average precision) averages, over every
+(clip, true label) pair, the precision of the clip's label ranking at that label:
+
+    rank(l) = #{j : s_j >= s_l}             (all labels scored at least as high)
+    hits(l) = #{j true : s_j >= s_l}        (true labels among them)
+    precision(l) = hits(l) / rank(l)
+
+Ties count as "ranked at or above" for both counts, exactly as sklearn's
+``label_ranking_average_precision_score`` does, so that lwlrap equals that function
+with ``sample_weight = y_true.sum(1)``. Clips without labels have no pairs and so
+carry no weight (sklearn scores them 1.0 but their weight is 0).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import ops
+from scipy.stats import rankdata
+
+
+def _check_multilabel(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if y_true.ndim != 2 or y_true.shape != y_score.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_score {y_score.shape} must both be "
+                         "(clips, classes) with the same shape")
+    if not np.isin(y_true, (0, 1)).all():
+        raise ValueError("y_true must hold only 0/1 labels; round soft (mixup/smoothed) targets "
+                         "before scoring")
+    if not np.isfinite(y_score).all():
+        bad_row = int(np.nonzero(~np.isfinite(y_score).all(axis=1))[0][0])
+        raise ValueError(f"y_score has NaN/inf values (first in row {bad_row}); check the model "
+                         "predictions")
+    return y_true.astype(bool), y_score
+
+
+def _pair_precisions(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """Precision at every true label (0 where the label is false), shape (clips, classes)."""
+    # rankdata(-s, "max") = #{j: s_j >= s_l}, ties counted as ranked above.
+    rank = rankdata(-y_score, method="max", axis=1)
+    # False labels pushed to -inf can never be >= a (finite) true label's score.
+    true_only = np.where(y_true, y_score, -np.inf)
+    hits = rankdata(-true_only, method="max", axis=1)
+    return np.where(y_true, hits / rank, 0.0)
+
+
+def per_class_lwlrap(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class lwlrap and class weights (each class's share of all positive labels).
+
+    ``lwlrap == sum(per_class * weights)``. A class with no positive label gets
+    lwlrap 0 and weight 0.
+    """
+    y_true, y_score = _check_multilabel(y_true, y_score)
+    precisions = _pair_precisions(y_true, y_score)
+    positives = y_true.sum(axis=0)
+    total = positives.sum()
+    if total == 0:
+        raise ValueError("y_true has no positive label; lwlrap is undefined")
+    per_class = np.divide(precisions.sum(axis=0), positives,
+                          out=np.zeros(positives.shape), where=positives > 0)
+    return per_class, positives / total
+
+
+def lwlrap(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Label-weighted label-ranking average precision (FAT2019 metric), tie-aware as sklearn."""
+    y_true, y_score = _check_multilabel(y_true, y_score)
+    n_pairs = y_true.sum()
+    if n_pairs == 0:
+        raise ValueError("y_true has no positive label; lwlrap is undefined")
+    return float(_pair_precisions(y_true, y_score).sum() / n_pairs)
+
+
+def _top_k_indices(y_score: np.ndarray, k: int) -> np.ndarray:
+    y_score = np.asarray(y_score)
+    if y_score.ndim != 2:
+        raise ValueError(f"y_score must be (clips, classes), got shape {y_score.shape}")
+    if not 1 <= k <= y_score.shape[1]:
+        raise ValueError(f"k={k} must be between 1 and the number of classes "
+                         f"({y_score.shape[1]})")
+    # Stable sort: tied scores keep class order, so MAP@k scores exactly what top_k_labels submits.
+    return np.argsort(-y_score, axis=1, kind="stable")[:, :k]
+
+
+def map_at_k(y_true_idx_or_onehot: np.ndarray, y_score: np.ndarray, k: int = 3) -> float:
+    """Mean average precision at k for single-label clips (FAT2018 MAP@3).
+
+    A clip scores 1/rank when its label is among its k best-scored classes, else 0.
+    Labels are class indices (clips,) or one-hot rows (clips, classes).
+    Tied scores are ordered by class index, as in ``top_k_labels``.
+    """
+    labels = np.asarray(y_true_idx_or_onehot)
+    y_score = np.asarray(y_score)
+    top = _top_k_indices(y_score, k)
+    if labels.ndim == 2:
+        if labels.shape != y_score.shape or not (np.isin(labels, (0, 1)).all()
+                                                  and (labels.sum(axis=1) == 1).all()):
+            raise ValueError("one-hot y_true must match y_score's shape with exactly one 1 per "
+                             "row; MAP@k is for single-label clips")
+        labels = labels.argmax(axis=1)
+    if labels.shape != (y_score.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"y_true must be integer class indices of shape ({y_score.shape[0]},) "
+                         f"or one-hot rows, got {labels.dtype} {labels.shape}")
+    hit = top == labels[:, None]
+    return float((hit / np.arange(1, k + 1)).sum(axis=1).mean())
+
+
+def top_k_labels(y_score: np.ndarray, class_names: Sequence[str], k: int = 3) -> list[str]:
+    """Space-separated names of the k best-scored classes per clip (FAT2018 submission rows)."""
+    if len(class_names) != np.shape(y_score)[-1]:
+        raise ValueError(f"{len(class_names)} class names for {np.shape(y_score)[-1]} score "
+                         "columns; pass one name per class")
+    top = _top_k_indices(y_score, k)
+    return [" ".join(class_names[i] for i in row) for row in top]
+
+
+@keras.saving.register_keras_serializable(package="freesound_tf")
+class LwlrapMetric(keras.metrics.Metric):
+    """Exact lwlrap over everything seen since the last reset, streamed batch by batch.
+
+    lwlrap is a mean over (clip, true label) pairs and each pair's precision depends only
+    on its own clip, so summing pair precisions and counting pairs per batch gives the
+    exact value over the whole set. Accumulators are float64 so long epochs do not drift.
+    Targets are rounded at 0.5 (soft mixup/smoothed targets become hard labels).
+    With ``num_classes`` set it also tracks per-class sums (see ``per_class_result``).
+    """
+
+    def __init__(self, num_classes: int | None = None, name: str = "lwlrap", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.num_classes = num_classes
+        self.precision_sum = self.add_variable(shape=(), initializer="zeros", dtype="float64",
+                                               name="precision_sum")
+        self.pair_count = self.add_variable(shape=(), initializer="zeros", dtype="float64",
+                                            name="pair_count")
+        if num_classes is not None:
+            self.class_precision_sum = self.add_variable(
+                shape=(num_classes,), initializer="zeros", dtype="float64",
+                name="class_precision_sum")
+            self.class_pair_count = self.add_variable(
+                shape=(num_classes,), initializer="zeros", dtype="float64",
+                name="class_pair_count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = ops.cast(ops.cast(y_true, "float32") > 0.5, "float64")
+        scores = ops.cast(y_pred, "float64")
+        # at_or_above[b, l, j] = s_j >= s_l, an O(B*C^2) compare that is cheap for C ~ 80.
+        at_or_above = ops.cast(scores[:, None, :] >= scores[:, :, None], "float64")
+        rank = ops.sum(at_or_above, axis=-1)
+        hits = ops.sum(at_or_above * labels[:, None, :], axis=-1)
+        precisions = labels * hits / rank
+        if sample_weight is not None:
+            weight = ops.reshape(ops.cast(sample_weight, "float64"), (-1, 1))
+            precisions = precisions * weight
+            labels = labels * weight
+        self.precision_sum.assign_add(ops.sum(precisions))
+        self.pair_count.assign_add(ops.sum(labels))
+        if self.num_classes is not None:
+            self.class_precision_sum.assign_add(ops.sum(precisions, axis=0))
+            self.class_pair_count.assign_add(ops.sum(labels, axis=0))
+
+    def result(self):
+        return ops.cast(ops.divide_no_nan(self.precision_sum, self.pair_count), self.dtype)
+
+    def per_class_result(self):
+        """(per-class lwlrap, class weights) so far; needs ``num_classes``."""
+        if self.num_classes is None:
+            raise ValueError("per-class lwlrap needs LwlrapMetric(num_classes=...)")
+        per_class = ops.divide_no_nan(self.class_precision_sum, self.class_pair_count)
+        weights = ops.divide_no_nan(self.class_pair_count, ops.sum(self.class_pair_count))
+        return ops.cast(per_class, self.dtype), ops.cast(weights, self.dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_classes": self.num_classes}
