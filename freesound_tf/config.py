@@ -35,12 +35,11 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """tf.data input pipeline: crops, batching, mixup."""
+    """tf.data input pipeline: crops, batching, how to mix (how often is set per training stage)."""
 
     crop_seconds: float = 5.0
     batch_size: int = 32
     eval_crops: int = 3  # deterministic crops at start / middle / end for validation and TTA
-    mixup_prob: float = 0.0  # probability that a training example is mixed with a partner
     mixup_mode: str = "fixed"  # "fixed": lambda = mixup_lambda; "beta": lambda ~ Beta(alpha, alpha)
     mixup_lambda: float = 0.7
     mixup_alpha: float = 0.4
@@ -51,7 +50,6 @@ class PipelineConfig:
         _check(self.crop_seconds > 0, "pipeline.crop_seconds", "must be > 0")
         _check(self.batch_size >= 1, "pipeline.batch_size", "must be >= 1")
         _check(self.eval_crops >= 1, "pipeline.eval_crops", "must be >= 1")
-        _check(0.0 <= self.mixup_prob <= 1.0, "pipeline.mixup_prob", "must be in [0, 1]")
         _check(self.mixup_mode in ("fixed", "beta"), "pipeline.mixup_mode", "must be 'fixed' or 'beta'")
         _check(0.0 < self.mixup_lambda <= 1.0, "pipeline.mixup_lambda", "must be in (0, 1]")
         _check(self.mixup_alpha > 0, "pipeline.mixup_alpha", "must be > 0")
@@ -93,6 +91,12 @@ class FrontendConfig:
         _check(self.n_mels >= 2, "frontend.n_mels", "must be >= 2")
         _check(self.power in (1.0, 2.0), "frontend.power", "must be 1.0 or 2.0")
         _check(self.top_db > 0, "frontend.top_db", "must be > 0")
+        _check(self.f_min >= 0, "frontend.f_min", "must be >= 0")
+        _check(self.f_max is None or self.f_max > self.f_min, "frontend.f_max", "must be > f_min (or unset)")
+        _check(self.time_masks >= 0 and self.freq_masks >= 0, "frontend.time_masks",
+               "time_masks and freq_masks must be >= 0")
+        _check(self.time_mask_width >= 1 and self.freq_mask_width >= 1, "frontend.time_mask_width",
+               "time_mask_width and freq_mask_width must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class ModelConfig:
 
     name: str = "cnn9"
     variant: str = "se"  # cnn9: v1mix | max3exam | se | msc_se
+    pooling: str | None = None  # avemax1 | avemax3 | max; None: the variant's own
     w_ratio: float = 1.0
     stem_width: int = 64
     block_widths: tuple[int, ...] = (96, 128, 256, 512)
@@ -115,13 +120,62 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _check(self.w_ratio > 0, "model.w_ratio", "must be > 0")
         _check(len(self.block_widths) >= 1, "model.block_widths", "needs at least one block")
+        _check(all(w >= 1 for w in self.block_widths), "model.block_widths", "widths must be >= 1")
+        _check(self.stem_width >= 2, "model.stem_width", "must be >= 2")
+        _check(self.pooling in (None, "avemax1", "avemax3", "max"), "model.pooling",
+               "must be 'avemax1', 'avemax3' or 'max' (or unset)")
+        _check(self.gru_units >= 1, "model.gru_units", "must be >= 1")
         _check(0.0 < self.bn_momentum < 1.0, "model.bn_momentum", "must be in (0, 1)")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
 
 
 @dataclass(frozen=True)
+class StageConfig:
+    """One training stage (noisy pretraining or curated fine-tuning per fold)."""
+
+    epochs: int = 0  # 0 skips the stage
+    lr: float = 5e-4
+    lr_milestones: tuple[int, ...] = ()  # epochs (1-based) at whose start the rate is multiplied by lr_factor
+    lr_factor: float = 0.5
+    mixup_prob: float = 0.0
+    mixup_until_first_milestone: bool = True  # seed 004 mixes only before the first milestone
+    best_from_epoch: int = 1  # the best checkpoint is chosen among epochs >= this one
+    early_stop_patience: int = 0  # 0: never stop early
+    early_stop_from_epoch: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 0, "epochs", "must be >= 0")
+        _check(self.lr > 0, "lr", "must be > 0")
+        _check(list(self.lr_milestones) == sorted(set(self.lr_milestones)), "lr_milestones",
+               "must be increasing epoch numbers")
+        _check(0.0 < self.lr_factor <= 1.0, "lr_factor", "must be in (0, 1]")
+        _check(0.0 <= self.mixup_prob <= 1.0, "mixup_prob", "must be in [0, 1]")
+        _check(self.best_from_epoch >= 1, "best_from_epoch", "must be >= 1")
+        _check(self.early_stop_patience >= 0, "early_stop_patience", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Two-stage schedule: pretrain on the noisy split, then k-fold fine-tune on the curated one."""
+
+    loss: str = "bce_smooth"  # bce | bce_smooth | focal | lsep | cce
+    label_smoothing: float = 0.01  # targets y * (1 - 2e) + e for bce_smooth
+    pretrain: StageConfig = field(default_factory=StageConfig)
+    finetune: StageConfig = field(default_factory=lambda: StageConfig(epochs=40))
+    tta: str = "crops"  # "crops": pipeline.eval_crops fixed crops; "full": whole clips
+    folds_to_run: tuple[int, ...] = ()  # empty: every fold
+
+    def __post_init__(self) -> None:
+        _check(self.loss in ("bce", "bce_smooth", "focal", "lsep", "cce"), "train.loss",
+               "must be one of bce, bce_smooth, focal, lsep, cce")
+        _check(0.0 <= self.label_smoothing < 0.5, "train.label_smoothing", "must be in [0, 0.5)")
+        _check(self.finetune.epochs >= 1, "train.finetune.epochs", "must be >= 1")
+        _check(self.tta in ("crops", "full"), "train.tta", "must be 'crops' or 'full'")
+
+
+@dataclass(frozen=True)
 class Recipe:
-    """One ensemble member: data handling, architecture and (later) training schedule."""
+    """One ensemble member: data handling, architecture and training schedule."""
 
     name: str = "member"
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -129,6 +183,7 @@ class Recipe:
     folds: FoldsConfig = field(default_factory=FoldsConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _check(ok: bool, key: str, why: str) -> None:
@@ -219,3 +274,27 @@ def load_recipe(path: str | Path) -> Recipe:
         return from_dict(Recipe, data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def scale_epochs(recipe: Recipe, factor: float) -> Recipe:
+    """The recipe with every epoch count and epoch milestone multiplied by ``factor`` (quick runs)."""
+    if factor == 1.0:
+        return recipe
+    if factor <= 0:
+        raise ConfigError(f"epochs scale {factor}: must be > 0")
+
+    def scaled(n: int) -> int:
+        return max(1, round(n * factor))
+
+    def stage(s: StageConfig) -> StageConfig:
+        if s.epochs == 0:
+            return s
+        milestones = tuple(sorted({scaled(m) for m in s.lr_milestones}))
+        return dataclasses.replace(
+            s, epochs=scaled(s.epochs), lr_milestones=milestones,
+            best_from_epoch=min(scaled(s.best_from_epoch), scaled(s.epochs)),
+            early_stop_from_epoch=scaled(s.early_stop_from_epoch))
+
+    train = dataclasses.replace(recipe.train, pretrain=stage(recipe.train.pretrain),
+                                finetune=stage(recipe.train.finetune))
+    return dataclasses.replace(recipe, train=train)

@@ -1,0 +1,118 @@
+"""cnn9: the 9-conv log-mel CNN family of the FAT2019 Keras + kapre solution, on raw waveforms.
+
+waveform -> log-mel frontend -> stem conv (or multi-scale stem) -> 4 blocks of two 3x3
+conv-BN-ReLU (+ SE) with a 3x3/1 max pool and an axis-aware stride-2 pool after every block but
+the last -> pixel-shuffle head -> [+ global-feature GRU branch] [+ length] -> Dense.
+For 5 s at 44.1 kHz: log-mel (431, 64) -> last block (54, 8, 512 x w_ratio).
+
+Variants: ``v1mix`` (plain, avemax1), ``max3exam`` (plain, avemax3), ``se`` (SE blocks),
+``msc_se`` (multi-scale stem + SE blocks); widths scale by ``w_ratio``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from freesound_tf.config import ConfigError, FrontendConfig, ModelConfig
+from freesound_tf.layers import (
+    PixelShuffleHead,
+    axis_pool,
+    build_frontend,
+    classifier,
+    conv_bn_relu,
+    conv_block,
+    global_feature_branch,
+    multi_scale_stem,
+)
+from freesound_tf.models.registry import register
+
+GLOBAL_FEATURE_DIM = 12  # statistics per global-feature step (see freesound_tf.data.features)
+POOL_SIZES = (2, 2, 3, 2)  # avemax window per block; blocks past the fourth use 2
+
+
+@dataclass(frozen=True)
+class Cnn9Variant:
+    pooling: str
+    se: bool
+    multi_scale_stem: bool
+
+
+VARIANTS = {
+    "v1mix": Cnn9Variant(pooling="avemax1", se=False, multi_scale_stem=False),
+    "max3exam": Cnn9Variant(pooling="avemax3", se=False, multi_scale_stem=False),
+    "se": Cnn9Variant(pooling="avemax1", se=True, multi_scale_stem=False),
+    "msc_se": Cnn9Variant(pooling="avemax1", se=True, multi_scale_stem=True),
+}
+W_RATIOS = (1.0, 1.5, 2.0)
+PRESETS = {f"{variant}_w{w:.1f}": ModelConfig(name="cnn9", variant=variant, w_ratio=w)
+           for variant in VARIANTS for w in W_RATIOS}
+
+
+def _scaled(width: int, w_ratio: float) -> int:
+    return max(1, int(round(width * w_ratio)))
+
+
+@register("cnn9", presets=PRESETS)
+def build_cnn9(config: ModelConfig, frontend: FrontendConfig, n_classes: int, sample_rate: int,
+               input_seconds: float | None = 5.0, multilabel: bool = True,
+               global_steps: int = 128) -> keras.Model:
+    """Build a cnn9 variant as a functional model.
+
+    Inputs (a dict): ``waveform`` (batch, samples) float32 at ``sample_rate``; ``global_features``
+    (batch, global_steps, 12) if ``config.use_global_features``; ``length`` (batch, 1) if
+    ``config.use_length``. ``input_seconds=None`` accepts waveforms of any length. Output
+    ``scores`` (batch, n_classes): sigmoid if ``multilabel`` else softmax, float32.
+    """
+    if config.variant not in VARIANTS:
+        raise ConfigError(f"model.variant: unknown cnn9 variant {config.variant!r}; "
+                          f"choose one of {', '.join(VARIANTS)}")
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+    variant = VARIANTS[config.variant]
+    pooling = config.pooling or variant.pooling
+    _check_mel_axis(frontend.n_mels, len(config.block_widths))
+
+    samples = None if input_seconds is None else int(round(input_seconds * sample_rate))
+    waveform = keras.Input((samples,), name="waveform", dtype="float32")
+    inputs = {"waveform": waveform}
+    x = build_frontend(frontend, sample_rate, samples)(waveform)
+
+    stem_width = _scaled(config.stem_width, config.w_ratio)
+    if variant.multi_scale_stem:
+        x = multi_scale_stem(x, max(1, stem_width // 2), config.bn_momentum, name="stem")
+    else:
+        x = conv_bn_relu(x, stem_width, 3, config.bn_momentum, name="stem")
+
+    last = len(config.block_widths) - 1
+    for i, width in enumerate(config.block_widths):
+        name = f"block{i + 1}"
+        x = conv_block(x, _scaled(width, config.w_ratio), config.bn_momentum, name=name, se=variant.se,
+                       cat=config.conv_cat, gated_highway=config.highway)
+        if i < last:
+            x = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_smooth")(x)
+            x = axis_pool(x, pooling, POOL_SIZES[i] if i < len(POOL_SIZES) else 2, 2, name=f"{name}_pool")
+
+    features = [PixelShuffleHead(name="pixel_shuffle_head")(x)]
+    if config.use_global_features:
+        inputs["global_features"] = keras.Input((global_steps, GLOBAL_FEATURE_DIM), name="global_features")
+        features.append(global_feature_branch(inputs["global_features"], config.gru_units,
+                                              config.bn_momentum, name="global"))
+    if config.use_length:
+        inputs["length"] = keras.Input((1,), name="length")
+        features.append(inputs["length"])
+    x = features[0] if len(features) == 1 else layers.Concatenate(name="head_concat")(features)
+    scores = classifier(x, n_classes, multilabel, config.dropout)
+    return keras.Model(inputs, scores, name=f"cnn9_{config.variant}")
+
+
+def _check_mel_axis(n_mels: int, n_blocks: int) -> None:
+    """The pixel-shuffle head pairs mel rows, so the mel axis must be even after the pooled blocks."""
+    mels = n_mels
+    for _ in range(n_blocks - 1):
+        mels = -(-mels // 2)  # 'same' pooling with stride 2
+    if mels % 2:
+        raise ConfigError(f"frontend.n_mels: {n_mels} mels leave {mels} (odd) after {n_blocks - 1} "
+                          f"stride-2 pools; the pixel-shuffle head needs an even count (e.g. 64)")
+

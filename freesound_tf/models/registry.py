@@ -1,0 +1,52 @@
+"""Model name -> builder registry; a recipe names its architecture by key (``model.name``).
+
+Every builder has the signature of ``Builder``. ``register`` may also record named presets
+(complete ``ModelConfig`` values) that ``freesound-tf models`` lists.
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import keras
+
+from freesound_tf.config import ConfigError, FrontendConfig, ModelConfig
+
+
+class Builder(Protocol):
+    def __call__(self, config: ModelConfig, frontend: FrontendConfig, n_classes: int, sample_rate: int,
+                 input_seconds: float | None = 5.0, multilabel: bool = True,
+                 global_steps: int = 128) -> keras.Model: ...
+
+
+_BUILDERS: dict[str, Builder] = {}
+_PRESETS: dict[str, dict[str, ModelConfig]] = {}
+
+
+def register(name: str, presets: dict[str, ModelConfig] | None = None) -> Callable[[Builder], Builder]:
+    """Decorator: make ``builder`` available as ``get(name)``, with optional named presets."""
+    def decorate(builder: Builder) -> Builder:
+        if name in _BUILDERS and _BUILDERS[name] is not builder:
+            raise ValueError(f"model {name!r} is already registered by {_BUILDERS[name].__module__}")
+        _BUILDERS[name] = builder
+        _PRESETS[name] = dict(presets or {})
+        return builder
+    return decorate
+
+
+def get(name: str) -> Builder:
+    """The builder registered as ``name``; unknown names fail naming the known ones."""
+    try:
+        return _BUILDERS[name]
+    except KeyError:
+        raise ConfigError(f"model.name: unknown model {name!r}; known: {', '.join(list_models())}") from None
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_BUILDERS)
+
+
+def presets(name: str) -> dict[str, ModelConfig]:
+    """Named preset configs of model ``name`` (possibly empty)."""
+    get(name)
+    return dict(_PRESETS[name])
