@@ -28,7 +28,8 @@ class CacheReader(Protocol):
 
     def read(self, i: int, start: int = 0, stop: int | None = None) -> np.ndarray: ...
 
-    def read_global_features(self, indices: np.ndarray) -> np.ndarray: ...
+    def read_global_features(self, indices: np.ndarray) -> np.ndarray:
+        """Rows in any order, repeats allowed (eval batches repeat a clip once per crop)."""
 
 
 def crop_clip(cache: CacheReader, row: int, crop_len: int, position: float) -> np.ndarray:
@@ -51,9 +52,7 @@ def crop_clip(cache: CacheReader, row: int, crop_len: int, position: float) -> n
 def _read_side_inputs(cache: CacheReader, rows: np.ndarray, inputs: Sequence[str]) -> dict[str, np.ndarray]:
     out = {}
     if "global_features" in inputs:
-        # h5py reads need increasing unique indices; eval batches repeat a clip per crop.
-        unique, inverse = np.unique(rows, return_inverse=True)
-        out["global_features"] = cache.read_global_features(unique)[inverse].astype(np.float32)
+        out["global_features"] = cache.read_global_features(rows).astype(np.float32)
     if "length" in inputs:
         out["length"] = cache.length_feature[rows].astype(np.float32).reshape(-1, 1)
     return out
@@ -79,6 +78,7 @@ class TrainInput:
         sample_rate: int,
         indices: np.ndarray | None = None,
         inputs: Sequence[str] = ALL_INPUTS,
+        mixup_prob: float = 0.0,
     ) -> None:
         self.cache = cache
         self.labels = np.asarray(labels, np.float32)
@@ -88,7 +88,7 @@ class TrainInput:
         if len(self.indices) == 0:
             raise ValueError("TrainInput: no clips to train on (empty index set)")
         self.inputs = tuple(inputs)
-        self.mixup_prob = config.mixup_prob
+        self.mixup_prob = mixup_prob
 
     def __len__(self) -> int:
         """Batches per epoch."""
