@@ -90,9 +90,16 @@ class TrainInput:
         self.inputs = tuple(inputs)
         self.mixup_prob = mixup_prob
 
+    @property
+    def drop_remainder(self) -> bool:
+        # A partial last batch costs a second trace of the train step and a noisy BN update; the
+        # clips it would hold land in full batches in later epochs, since every epoch reshuffles.
+        return len(self.indices) >= self.config.batch_size
+
     def __len__(self) -> int:
         """Batches per epoch."""
-        return -(-len(self.indices) // self.config.batch_size)
+        n, b = len(self.indices), self.config.batch_size
+        return n // b if self.drop_remainder else 1
 
     def _load(self, rows: np.ndarray, seed: np.int64) -> tuple[np.ndarray, ...]:
         rng = np.random.default_rng(int(seed) & 0x7FFFFFFFFFFFFFFF)
@@ -112,7 +119,7 @@ class TrainInput:
         order = tf.data.Dataset.from_tensor_slices(self.indices)
         order = order.shuffle(len(self.indices), seed=cfg.seed, reshuffle_each_iteration=True)
         seeds = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True)
-        batches = tf.data.Dataset.zip(order.batch(cfg.batch_size), seeds)
+        batches = tf.data.Dataset.zip(order.batch(cfg.batch_size, drop_remainder=self.drop_remainder), seeds)
         spec = _signature(self.inputs, self.crop_len, self.cache.steps)
         n_classes = self.labels.shape[1]
 

@@ -64,9 +64,9 @@ def test_train_batches_shapes_labels_and_side_inputs_match_their_clip():
     lengths = [50, 700, 300, 1000, 250, 900, 420]
     cache = MemoryCache(lengths)
     labels = _labels(len(lengths))
-    train = TrainInput(cache, labels, PipelineConfig(crop_seconds=3.0, batch_size=3, seed=5), SR)
+    train = TrainInput(cache, labels, PipelineConfig(crop_seconds=3.0, batch_size=2, seed=5), SR)
     batches = _epoch(train)
-    assert len(batches) == len(train) == 3
+    assert len(batches) == len(train) == 3  # 7 clips: 3 full batches, the 7th clip waits for a later epoch
     seen = []
     for x, y in batches:
         assert x["waveform"].shape[1] == 300 and x["global_features"].shape[1:] == (4, 12)
@@ -79,7 +79,7 @@ def test_train_batches_shapes_labels_and_side_inputs_match_their_clip():
             assert len(nonzero) == min(300, lengths[clip]) - (clip == 0)  # sample 0 of clip 0 is 0.0
             np.testing.assert_array_equal(target, labels[clip])
             assert length[0] == pytest.approx(lengths[clip] / 1000)
-    assert sorted(seen) == list(range(len(lengths)))  # every clip once per epoch
+    assert len(set(seen)) == len(seen) == 6  # no clip twice in an epoch
 
 
 def test_train_pipeline_is_deterministic_per_seed_and_reshuffles_each_epoch():
@@ -103,7 +103,7 @@ def test_train_pipeline_is_deterministic_per_seed_and_reshuffles_each_epoch():
 def test_train_subset_and_input_selection():
     cache = MemoryCache([400] * 10)
     train = TrainInput(cache, _labels(10), PipelineConfig(crop_seconds=1.0, batch_size=4), SR,
-                       indices=np.array([1, 3, 8]), inputs=("waveform",))
+                       indices=np.array([1, 3, 8]), inputs=("waveform",))  # fewer clips than a batch: one batch
     (x, y), = _epoch(train)
     assert set(x) == {"waveform"}
     assert sorted((x["waveform"][:, -1] // 1000).astype(int)) == [1, 3, 8]

@@ -1,0 +1,188 @@
+"""`freesound-tf` command line: one sub-command per pipeline step.
+
+Heavy imports (TensorFlow) happen inside each command, so `--help` answers at once.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from freesound_tf.config import ConfigError, Recipe, load_recipe
+
+
+def _recipe(path: str | None) -> Recipe:
+    return load_recipe(path) if path else Recipe()
+
+
+def cmd_demo_data(args: argparse.Namespace) -> None:
+    from freesound_tf.data.demo import make_demo_dataset
+
+    out = make_demo_dataset(args.out, seed=args.seed, sample_rate=args.sample_rate)
+    print(f"demo data set ready in {out}")
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from freesound_tf.data.prepare import prepare_data, write_folds, write_summary
+
+    recipe = _recipe(args.recipe)
+    work = Path(args.work)
+    data = prepare_data(args.input, recipe.audio, work, workers=args.workers, progress=not args.quiet)
+    write_folds(data, recipe.folds, work / "folds.csv")
+    summary = write_summary(data, work / "prepare.json")
+    print(f"{summary['layout']} data in {summary['input']}: {summary['classes']} classes")
+    for name, split in summary["splits"].items():
+        print(f"  {name:8s} {split['cached']:6d} clips cached, {split['skipped']} skipped -> {split['cache']}")
+    print(f"class map, folds ({recipe.folds.n_splits}) and summary written to {work}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from freesound_tf.config import scale_epochs
+    from freesound_tf.data.prepare import prepare_data
+    from freesound_tf.training.member import train_member
+
+    recipe = scale_epochs(load_recipe(args.recipe), args.epochs_scale)
+    if args.folds:
+        recipe = replace(recipe, train=replace(recipe.train, folds_to_run=_fold_list(args.folds)))
+    data = prepare_data(args.input, recipe.audio, Path(args.work), workers=args.workers, progress=not args.quiet)
+    run_dir = Path(args.run_dir) if args.run_dir else Path(args.runs) / recipe.name
+    train_member(recipe, data, run_dir, verbose=0 if args.quiet else 1)
+
+
+def _fold_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--folds {text!r}: expected comma-separated fold numbers such as 0,1,2") from None
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from freesound_tf.inference import predict_folder, write_submission
+
+    run, fnames, scores, skipped = predict_folder(args.run, args.audio_dir, args.work, workers=args.workers,
+                                                  progress=not args.quiet)
+    write_submission(args.out, fnames, scores, run.classes.names, run.multilabel)
+    print(f"{len(fnames)} clips scored with {len(run.fold_models)} fold model(s) of {run.run_dir} -> {args.out}")
+    if skipped:
+        print(f"{len(skipped)} unreadable clip(s) skipped:")
+        for fname, reason in skipped:
+            print(f"  {fname}: {reason}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from freesound_tf.evaluate import evaluate_submission, format_report
+
+    result = evaluate_submission(args.submission, args.truth)
+    print(format_report(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from freesound_tf.models import model_summary_rows
+
+    rows = model_summary_rows(args.seconds, args.sample_rate, args.classes)
+    print(f"{'model':28s} {'params':>12s} {'GFLOPs/clip':>12s}   ({args.seconds:g} s at {args.sample_rate} Hz, "
+          f"{args.classes} classes)")
+    for row in rows:
+        print(f"{row['name']:28s} {row['params']:12,d} {row['flops'] / 1e9:12.2f}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="freesound-tf", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo-data", help="synthesize the built-in demo set (FAT2019 layout)",
+                          description="Write a small, deterministic, procedurally synthesized data set in the "
+                                      "FAT2019 layout (curated, noisy with corrupted labels, test + truth).")
+    demo.add_argument("out", help="folder to write the data set into (reused if already complete)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed; same seed gives identical files (default 0)")
+    demo.add_argument("--sample-rate", type=int, default=16000, help="sample rate of the WAV files (default 16000)")
+    demo.set_defaults(func=cmd_demo_data)
+
+    prep = sub.add_parser("prepare", help="validate data, build waveform caches, class map and folds",
+                          description="Check the CSVs and audio folder (fails before any heavy work on bad "
+                                      "input), decode every clip into an HDF5 waveform cache (parallel, "
+                                      "resumable, reused when the audio settings are unchanged), and write "
+                                      "classes.json, folds.csv and prepare.json into the work folder.")
+    prep.add_argument("--input", default="input", help="data folder in the FAT2019 or FAT2018 layout (default input/)")
+    prep.add_argument("--recipe", help="recipe TOML whose [audio] and [folds] settings to use (default: built-in)")
+    prep.add_argument("--work", default="work", help="work folder for caches, class map and folds (default work/)")
+    prep.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    prep.add_argument("--quiet", action="store_true", help="no progress bars")
+    prep.set_defaults(func=cmd_prepare)
+
+    train = sub.add_parser("train", help="train one recipe: noisy pretraining, then k-fold curated fine-tuning",
+                           description="Train the member described by a recipe TOML: validate and cache the "
+                                       "data, pretrain on the noisy split (validated on curated), fine-tune one "
+                                       "model per fold on the curated split, and write out-of-fold and test "
+                                       "predictions, metrics, history, TensorBoard logs and plots into the run "
+                                       "folder. Rerunning the same command resumes: finished folds are skipped, "
+                                       "an unfinished one continues from its last epoch.")
+    train.add_argument("--recipe", required=True, help="recipe TOML (see models/*.toml)")
+    train.add_argument("--input", default="input", help="data folder in the FAT2019 or FAT2018 layout (default input/)")
+    train.add_argument("--work", default="work", help="work folder holding the waveform caches (default work/)")
+    train.add_argument("--runs", default="runs", help="parent of run folders (default runs/); the run is runs/<recipe name>")
+    train.add_argument("--run-dir", help="exact run folder (overrides --runs)")
+    train.add_argument("--epochs-scale", type=float, default=1.0,
+                       help="multiply every epoch count and milestone of the recipe (e.g. 0.1 for a quick run)")
+    train.add_argument("--folds", help="comma-separated folds to run (default: the recipe's, or all)")
+    train.add_argument("--workers", type=int, help="decoding processes for the cache (default: all cores)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars (one summary line per fold)")
+    train.set_defaults(func=cmd_train)
+
+    predict = sub.add_parser("predict", help="score a folder of clips with a trained run, write a Kaggle CSV",
+                             description="Decode every audio file of a folder (any length, sample rate and "
+                                         "channel count; unreadable files are skipped and listed), average the "
+                                         "scores of the run's fold models with the run's test-time augmentation, "
+                                         "and write a Kaggle submission: FAT2019 runs write fname + one score "
+                                         "column per class, FAT2018 runs write fname + the top 3 labels.")
+    predict.add_argument("--run", required=True, help="run folder written by `freesound-tf train`")
+    predict.add_argument("--audio-dir", required=True, help="folder of clips to score")
+    predict.add_argument("--out", default="submission.csv", help="CSV to write (default submission.csv)")
+    predict.add_argument("--work", default="work", help="work folder for the decoded-clip cache (default work/)")
+    predict.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bars")
+    predict.set_defaults(func=cmd_predict)
+
+    evaluate = sub.add_parser("evaluate", help="score a submission CSV against a truth CSV",
+                              description="Compare a Kaggle-format submission with a truth CSV (fname,labels "
+                                          "for FAT2019 or fname,label for FAT2018): prints lwlrap, MAP@3 "
+                                          "(single-label truth) and the per-class lwlrap table, worst first.")
+    evaluate.add_argument("--submission", required=True, help="submission CSV to score")
+    evaluate.add_argument("--truth", required=True, help="truth CSV, e.g. test_truth.csv")
+    evaluate.add_argument("--json", help="also write the scores as JSON to this path")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    models = sub.add_parser("models", help="list registered models with parameters and FLOPs",
+                            description="Build every registered model variant and print its parameter count "
+                                        "and forward FLOPs for one clip of the given length.")
+    models.add_argument("--seconds", type=float, default=5.0, help="input clip length in seconds (default 5)")
+    models.add_argument("--sample-rate", type=int, default=44100, help="input sample rate (default 44100)")
+    models.add_argument("--classes", type=int, default=80, help="number of output classes (default 80)")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # ConfigError, DataValidationError too
+        # Input problems end with one line naming the file and the fix; --verbose shows the traceback.
+        if args.verbose:
+            raise
+        print(f"freesound-tf {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""`prepare`: validate a data folder, build the waveform caches, write class map and folds.
+
+Everything here is idempotent: unchanged caches are reused, so training can call it again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from freesound_tf.config import AudioConfig, FoldsConfig
+from freesound_tf.data.cache import WaveformCache, build_cache
+from freesound_tf.data.folds import make_folds, save_folds
+from freesound_tf.data.layout import DataLayout, SplitTable, load_layout
+
+log = logging.getLogger(__name__)
+
+# The split that k-fold training and out-of-fold predictions run on, per layout.
+TRAIN_SPLIT = {"fat2019": "curated", "fat2018": "train"}
+
+
+@dataclass
+class PreparedSplit:
+    """A split's table and its cache; ``labels`` follow the cache rows (skipped clips left out)."""
+
+    table: SplitTable
+    cache_path: Path
+
+    def open(self) -> WaveformCache:
+        return WaveformCache(self.cache_path)
+
+    def labels(self, cache: WaveformCache) -> np.ndarray:
+        return aligned_labels(self.table, cache)
+
+
+@dataclass
+class PreparedData:
+    layout: DataLayout
+    splits: dict[str, PreparedSplit]
+    work_dir: Path
+
+    @property
+    def train_split(self) -> str:
+        return TRAIN_SPLIT[self.layout.kind]
+
+
+def aligned_labels(table: SplitTable, cache: WaveformCache) -> np.ndarray:
+    """Label rows of ``table`` reordered to match the cache rows."""
+    position = {fname: k for k, fname in enumerate(table.fnames)}
+    return table.labels[[position[fname] for fname in cache.fnames]]
+
+
+def prepare_data(
+    input_dir: str | Path,
+    audio: AudioConfig,
+    work_dir: str | Path,
+    splits: list[str] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> PreparedData:
+    """Validate ``input_dir`` (fails before heavy work) and build a cache per split."""
+    layout = load_layout(input_dir)  # logs its own warnings (e.g. audio files with no CSV row)
+    work_dir = Path(work_dir)
+    cache_dir = work_dir / "cache"
+    wanted = splits or list(layout.splits)
+    unknown = sorted(set(wanted) - set(layout.splits))
+    if unknown:
+        raise ValueError(f"{input_dir}: no split(s) {unknown}; this {layout.kind} layout has {sorted(layout.splits)}")
+    prepared = {}
+    for name in wanted:
+        table = layout.splits[name]
+        log.info("caching split %s: %d clips from %s", name, len(table.fnames), table.audio_dir)
+        prepared[name] = PreparedSplit(table, build_cache(table, audio, cache_dir, workers=workers, progress=progress))
+    layout.classes.to_json(work_dir / "classes.json")
+    return PreparedData(layout, prepared, work_dir)
+
+
+def write_folds(data: PreparedData, folds: FoldsConfig, path: str | Path) -> np.ndarray:
+    """Stratified folds over the cached clips of the training split, saved as ``folds.csv``."""
+    split = data.splits[data.train_split]
+    with split.open() as cache:
+        labels = split.labels(cache)
+        fold_ids = make_folds(labels, folds.n_splits, folds.seed, multilabel=data.layout.multilabel)
+        save_folds(path, cache.fnames, fold_ids)
+    return fold_ids
+
+
+def write_summary(data: PreparedData, path: str | Path) -> dict:
+    """A JSON summary of what was prepared: clips cached and skipped per split."""
+    summary = {"input": str(data.layout.root), "layout": data.layout.kind, "classes": len(data.layout.classes),
+               "splits": {}}
+    for name, split in data.splits.items():
+        with split.open() as cache:
+            summary["splits"][name] = {"clips": len(split.table.fnames), "cached": len(cache),
+                                       "skipped": len(cache.skipped), "cache": str(split.cache_path)}
+    Path(path).write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,1 @@
+"""Training: resumable stages, noisy pretraining + curated k-fold fine-tuning, run folders."""

@@ -1,0 +1,110 @@
+"""Per-epoch validation on whole clips, best/last checkpoints and resumable stage state."""
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from freesound_tf.config import StageConfig
+from freesound_tf.metrics import lwlrap
+
+
+class StageState:
+    """What a stage must remember across an interruption, stored as JSON beside its checkpoints."""
+
+    def __init__(self, stage_dir: Path, resume: bool = True) -> None:
+        self.path = stage_dir / "state.json"
+        data = json.loads(self.path.read_text()) if resume and self.path.exists() else {}
+        self.epochs_done: int = data.get("epochs_done", 0)
+        self.best_score: float | None = data.get("best_score")
+        self.best_epoch: int | None = data.get("best_epoch")
+        self.wait: int = data.get("wait", 0)
+        self.finished: bool = data.get("finished", False)
+        self.history: list[dict] = data.get("history", [])
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({
+            "epochs_done": self.epochs_done, "best_score": self.best_score, "best_epoch": self.best_epoch,
+            "wait": self.wait, "finished": self.finished, "history": self.history,
+        }, indent=1))
+        tmp.replace(self.path)  # atomic: a kill never leaves half a state file
+
+
+def learning_rate(stage: StageConfig, epoch: int) -> float:
+    """Rate for 1-based ``epoch``: ``lr`` times ``lr_factor`` per milestone already reached."""
+    return stage.lr * stage.lr_factor ** sum(epoch >= m for m in stage.lr_milestones)
+
+
+def mixup_active(stage: StageConfig, epoch: int) -> bool:
+    if stage.mixup_prob <= 0:
+        return False
+    first = stage.lr_milestones[0] if stage.lr_milestones else None
+    return not (stage.mixup_until_first_milestone and first is not None and epoch >= first)
+
+
+class StageSchedule(keras.callbacks.Callback):
+    """Sets the learning rate and switches mixup on/off at the start of every epoch."""
+
+    def __init__(self, stage: StageConfig, set_mixup: Callable[[float], None]) -> None:
+        super().__init__()
+        self.stage = stage
+        self.set_mixup = set_mixup
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.model.optimizer.learning_rate.assign(learning_rate(self.stage, epoch + 1))
+        self.set_mixup(self.stage.mixup_prob if mixup_active(self.stage, epoch + 1) else 0.0)
+
+
+class ClipValidation(keras.callbacks.Callback):
+    """Scores the validation clips after each epoch (exact lwlrap of crop-averaged predictions).
+
+    Keeps ``best.keras`` (best ``val_lwlrap`` from ``best_from_epoch`` on), ``last.keras`` with the
+    optimizer state for resuming, ``history.csv`` and ``state.json``; stops early on patience.
+    Place it before Keras' TensorBoard callback so the validation scores it adds get logged.
+    """
+
+    def __init__(self, stage: StageConfig, stage_dir: Path, state: StageState,
+                 predict_val: Callable[[keras.Model], np.ndarray], val_labels: np.ndarray) -> None:
+        super().__init__()
+        self.stage, self.dir, self.state = stage, stage_dir, state
+        self.predict_val = predict_val
+        self.val_labels = val_labels
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs if logs is not None else {}
+        number = epoch + 1
+        scores = self.predict_val(self.model)
+        logs["val_lwlrap"] = lwlrap(self.val_labels, scores)
+        clipped = np.clip(scores, 1e-7, 1 - 1e-7)
+        logs["val_bce"] = float(-np.mean(self.val_labels * np.log(clipped)
+                                         + (1 - self.val_labels) * np.log(1 - clipped)))
+        logs["lr"] = float(np.asarray(self.model.optimizer.learning_rate))
+        state = self.state
+        if number >= self.stage.best_from_epoch and (state.best_score is None or logs["val_lwlrap"] > state.best_score):
+            state.best_score, state.best_epoch, state.wait = logs["val_lwlrap"], number, 0
+            self.model.save(self.dir / "best.keras")
+        elif number >= self.stage.early_stop_from_epoch:
+            state.wait += 1
+        state.history.append({"epoch": number, **{k: float(v) for k, v in logs.items()}})
+        state.epochs_done = number
+        stop = (self.stage.early_stop_patience > 0 and number >= self.stage.early_stop_from_epoch
+                and state.wait >= self.stage.early_stop_patience)
+        if stop:
+            self.model.stop_training = True
+        state.finished = stop or number >= self.stage.epochs
+        self.model.save(self.dir / "last.keras")
+        self._write_history()
+        state.save()  # after the checkpoints: a kill in between redoes this epoch, never skips it
+
+    def _write_history(self) -> None:
+        rows = self.state.history
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        with open(self.dir / "history.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
