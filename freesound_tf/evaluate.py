@@ -50,28 +50,26 @@ def evaluate_submission(submission_path: str | Path, truth_path: str | Path) -> 
             raise DataValidationError(f"{truth_path}:{line}: label {unknown[0]!r} is not a column of "
                                       f"{submission_path.name}; use the submission's class names")
     y_true = classes.encode(truth_names)
-    if top3_format:
-        scores = np.zeros_like(y_true)
-        for row, cell in enumerate(submission["label"]):
-            for rank, name in enumerate(cell.split()[:3]):
-                if name in classes:
-                    scores[row, classes.index(name)] = 3 - rank
-    else:
-        try:
-            scores = submission.to_numpy(dtype=np.float64)
-        except ValueError:
-            raise DataValidationError(f"{submission_path}: class columns must hold numbers; "
-                                      "write one score per class") from None
     result: dict = {"clips": len(truth), "classes": len(classes)}
-    single_label = bool(np.all(y_true.sum(axis=1) == 1))
-    if single_label:
+    if top3_format:
+        if any(len(names) != 1 for names in truth_names):
+            raise DataValidationError(f"{truth_path}: a top-3 label submission needs one true label per clip")
+        guesses = [cell.split()[:3] for cell in submission["label"]]
+        result["map3"] = float(np.mean([1.0 / (g.index(t[0]) + 1) if t[0] in g else 0.0
+                                        for g, t in zip(guesses, truth_names)]))
+        return result
+    try:
+        scores = submission.to_numpy(dtype=np.float64)
+    except ValueError:
+        raise DataValidationError(f"{submission_path}: class columns must hold numbers; "
+                                  "write one score per class") from None
+    if np.all(y_true.sum(axis=1) == 1):
         result["map3"] = map_at_k(y_true, scores, 3)
-    if not top3_format:
-        per_class, weights = per_class_lwlrap(y_true, scores)
-        result["lwlrap"] = lwlrap(y_true, scores)
-        result["per_class"] = [
-            {"class": name, "positives": int(y_true[:, k].sum()), "lwlrap": float(per_class[k]),
-             "weight": float(weights[k])} for k, name in enumerate(classes.names)]
+    per_class, weights = per_class_lwlrap(y_true, scores)
+    result["lwlrap"] = lwlrap(y_true, scores)
+    result["per_class"] = [
+        {"class": name, "positives": int(y_true[:, k].sum()), "lwlrap": float(per_class[k]),
+         "weight": float(weights[k])} for k, name in enumerate(classes.names)]
     return result
 
 
