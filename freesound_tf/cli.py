@@ -92,6 +92,16 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{row['name']:28s} {row['params']:12,d} {row['flops'] / 1e9:12.2f}")
 
 
+def _add_decoding_options(parser: argparse.ArgumentParser, work_help: str) -> None:
+    parser.add_argument("--work", default="work", help=f"{work_help} (default work/)")
+    parser.add_argument("--workers", type=int, help="decoding processes for the cache (default: all cores)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_input_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", default="input", help="data folder in the FAT2019 or FAT2018 layout (default input/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="freesound-tf", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -110,11 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "input), decode every clip into an HDF5 waveform cache (parallel, "
                                       "resumable, reused when the audio settings are unchanged), and write "
                                       "classes.json, folds.csv and prepare.json into the work folder.")
-    prep.add_argument("--input", default="input", help="data folder in the FAT2019 or FAT2018 layout (default input/)")
+    _add_input_option(prep)
     prep.add_argument("--recipe", help="recipe TOML whose [audio] and [folds] settings to use (default: built-in)")
-    prep.add_argument("--work", default="work", help="work folder for caches, class map and folds (default work/)")
-    prep.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
-    prep.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_decoding_options(prep, "work folder for caches, class map and folds")
     prep.set_defaults(func=cmd_prepare)
 
     train = sub.add_parser("train", help="train one recipe: noisy pretraining, then k-fold curated fine-tuning",
@@ -125,15 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
                                        "folder. Rerunning the same command resumes: finished folds are skipped, "
                                        "an unfinished one continues from its last epoch.")
     train.add_argument("--recipe", required=True, help="recipe TOML (see models/*.toml)")
-    train.add_argument("--input", default="input", help="data folder in the FAT2019 or FAT2018 layout (default input/)")
-    train.add_argument("--work", default="work", help="work folder holding the waveform caches (default work/)")
+    _add_input_option(train)
+    _add_decoding_options(train, "work folder holding the waveform caches")
     train.add_argument("--runs", default="runs", help="parent of run folders (default runs/); the run is runs/<recipe name>")
     train.add_argument("--run-dir", help="exact run folder (overrides --runs)")
     train.add_argument("--epochs-scale", type=float, default=1.0,
                        help="multiply every epoch count and milestone of the recipe (e.g. 0.1 for a quick run)")
     train.add_argument("--folds", help="comma-separated folds to run (default: the recipe's, or all)")
-    train.add_argument("--workers", type=int, help="decoding processes for the cache (default: all cores)")
-    train.add_argument("--quiet", action="store_true", help="no progress bars (one summary line per fold)")
     train.set_defaults(func=cmd_train)
 
     predict = sub.add_parser("predict", help="score a folder of clips with a trained run, write a Kaggle CSV",
@@ -145,9 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--run", required=True, help="run folder written by `freesound-tf train`")
     predict.add_argument("--audio-dir", required=True, help="folder of clips to score")
     predict.add_argument("--out", default="submission.csv", help="CSV to write (default submission.csv)")
-    predict.add_argument("--work", default="work", help="work folder for the decoded-clip cache (default work/)")
-    predict.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
-    predict.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_decoding_options(predict, "work folder for the decoded-clip cache")
     predict.set_defaults(func=cmd_predict)
 
     evaluate = sub.add_parser("evaluate", help="score a submission CSV against a truth CSV",
