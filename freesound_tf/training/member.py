@@ -158,6 +158,7 @@ class MemberTrainer:
             oof[folds == k] = np.load(self.run_dir / f"fold{k}" / "oof.npy")
         covered = np.isin(folds, wanted)
         np.save(self.run_dir / "oof.npy", oof)
+        np.save(self.run_dir / "oof_labels.npy", labels)  # so stacking never needs the data folder
         _write_scores_csv(self.run_dir / "oof.csv", curated.fnames, oof, self.classes, folds)
         per_class, weights = per_class_lwlrap(labels[covered], oof[covered])
         metrics = {
@@ -180,6 +181,7 @@ class MemberTrainer:
             _write_scores_csv(self.run_dir / "test.csv", test.fnames, test_scores, self.classes)
             if test_split.table.has_labels:
                 test_labels = test_split.labels(test)
+                np.save(self.run_dir / "test_labels.npy", test_labels)
                 metrics["test_lwlrap"] = lwlrap(test_labels, test_scores)
                 if not self.multilabel:
                     metrics["test_map3"] = map_at_k(test_labels, test_scores, 3)

@@ -61,7 +61,8 @@ def test_run_folder_contents_and_oof_coverage(tiny_demo, tmp_path):
     data = prepare_data(tiny_demo, recipe.audio, tmp_path / "work", workers=1, progress=False)
     result = train_member(recipe, data, tmp_path / "run", verbose=0)
     run = tmp_path / "run"
-    for name in ["recipe.toml", "runs.jsonl", "classes.json", "folds.csv", "oof.npy", "oof.csv", "test.npy",
+    for name in ["recipe.toml", "runs.jsonl", "classes.json", "task.json", "folds.csv", "oof.npy", "oof_labels.npy",
+                 "oof.csv", "test.npy", "test_labels.npy",
                  "test.csv", "metrics.json", "plots/learning_curves.png", "plots/per_class_lwlrap.png",
                  "pretrain/best.keras", "pretrain/history.csv", "fold0/best.keras", "fold1/history.csv"]:
         assert (run / name).exists(), name
