@@ -20,7 +20,8 @@ def _recipe(path: str | None) -> Recipe:
 def cmd_demo_data(args: argparse.Namespace) -> None:
     from freesound_tf.data.demo import make_demo_dataset
 
-    out = make_demo_dataset(args.out, seed=args.seed, sample_rate=args.sample_rate)
+    out = make_demo_dataset(args.out, seed=args.seed, sample_rate=args.sample_rate, n_curated=args.n_curated,
+                            n_noisy=args.n_noisy, n_test=args.n_test)
     print(f"demo data set ready in {out}")
 
 
@@ -44,6 +45,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from freesound_tf.training.member import train_member
 
     recipe = scale_epochs(load_recipe(args.recipe), args.epochs_scale)
+    if args.n_splits:
+        recipe = replace(recipe, folds=replace(recipe.folds, n_splits=args.n_splits))
     if args.folds:
         recipe = replace(recipe, train=replace(recipe.train, folds_to_run=_fold_list(args.folds)))
     data = prepare_data(args.input, recipe.audio, Path(args.work), workers=args.workers, progress=not args.quiet)
@@ -113,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("out", help="folder to write the data set into (reused if already complete)")
     demo.add_argument("--seed", type=int, default=0, help="random seed; same seed gives identical files (default 0)")
     demo.add_argument("--sample-rate", type=int, default=16000, help="sample rate of the WAV files (default 16000)")
+    demo.add_argument("--n-curated", type=int, default=240, help="curated clips (default 240)")
+    demo.add_argument("--n-noisy", type=int, default=360, help="noisy clips, ~30%% with corrupted labels (default 360)")
+    demo.add_argument("--n-test", type=int, default=120, help="test clips, with test_truth.csv (default 120)")
     demo.set_defaults(func=cmd_demo_data)
 
     prep = sub.add_parser("prepare", help="validate data, build waveform caches, class map and folds",
@@ -139,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", help="exact run folder (overrides --runs)")
     train.add_argument("--epochs-scale", type=float, default=1.0,
                        help="multiply every epoch count and milestone of the recipe (e.g. 0.1 for a quick run)")
+    train.add_argument("--n-splits", type=int, help="number of curated folds (default: the recipe's [folds] n_splits)")
     train.add_argument("--folds", help="comma-separated folds to run (default: the recipe's, or all)")
     train.set_defaults(func=cmd_train)
 
