@@ -1,8 +1,13 @@
 #!/bin/sh
-# The main job: set up .venv, then train every recipe on input/ (or on the built-in demo set
-# when input/ holds no data), write submission.csv and score it when test truth exists.
-# Rerunning resumes: caches, finished folds and finished epochs are reused.
-#   INPUT=dir WORK=dir RUNS=dir RECIPES="models/a.toml ..." EPOCHS_SCALE=0.1 FOLDS=0,1 sh run.sh
+# The main job: set up .venv, then data check -> cache -> train every recipe (noisy pretrain ->
+# curated k-fold) -> stack -> submission.csv -> SavedModel export -> final table.
+# On the built-in demo set when input/ holds no data. Rerunning resumes finished work.
+#
+#   INPUT=dir       data folder (default input/)          WORK=dir  caches (default work/)
+#   RUNS=dir        run folders (default runs/)           RECIPES="models/a.toml models/b.toml"
+#   STACK_RECIPE=   stacker recipe (stacking/lc1d.toml; demo: stacking/demo.toml)   EPOCHS_SCALE=0.1 quick runs
+#   N_SPLITS=k      curated folds (default: the recipes') DEMO_ARGS="--n-curated 40 ..." demo size
+#   SUBMISSION=file where to write the submission (default submission.csv)
 set -eu
 cd "$(dirname "$0")"
 . scripts/setup.sh
@@ -10,26 +15,41 @@ INPUT="${INPUT:-input}"
 WORK="${WORK:-work}"
 RUNS="${RUNS:-runs}"
 EPOCHS_SCALE="${EPOCHS_SCALE:-1}"
+SUBMISSION="${SUBMISSION:-submission.csv}"
 FT="$VENV/bin/freesound-tf"
 
 if ! ls "$INPUT" 2>/dev/null | grep -qv '^README.md$'; then
     echo "[run] $INPUT/ holds no data: using the built-in demo set"
-    "$FT" demo-data "$WORK/demo"
+    # shellcheck disable=SC2086  # DEMO_ARGS is a list of options
+    "$FT" demo-data "$WORK/demo" ${DEMO_ARGS:-}
     INPUT="$WORK/demo"
-    RECIPES="${RECIPES:-models/demo.toml}"
+    RECIPES="${RECIPES:-models/demo.toml models/demo_max3.toml}"
+    STACK_RECIPE="${STACK_RECIPE:-stacking/demo.toml}"
 fi
 RECIPES="${RECIPES:-models/v1mix.toml models/max3exam.toml models/msc_se_w1.toml models/msc_se_w2.toml models/se_w15.toml models/se.toml}"
+STACK_RECIPE="${STACK_RECIPE:-stacking/lc1d.toml}"
 
+run_dirs=""
 for recipe in $RECIPES; do
-    echo "[run] training $recipe"
-    "$FT" train --recipe "$recipe" --input "$INPUT" --work "$WORK" --runs "$RUNS" \
-        --epochs-scale "$EPOCHS_SCALE" ${FOLDS:+--folds "$FOLDS"}
+    run_dir="$RUNS/$(basename "$recipe" .toml)"
+    echo "[run] training $recipe -> $run_dir"
+    "$FT" train --recipe "$recipe" --input "$INPUT" --work "$WORK" --run-dir "$run_dir" \
+        --epochs-scale "$EPOCHS_SCALE" ${N_SPLITS:+--n-splits "$N_SPLITS"}
+    run_dirs="$run_dirs $run_dir"
 done
 
-first_run="$RUNS/$(basename "${RECIPES%% *}" .toml)"
-test_dir="$INPUT/test"; [ -d "$test_dir" ] || test_dir="$INPUT/audio_test"
-"$FT" predict --run "$first_run" --audio-dir "$test_dir" --work "$WORK" --out submission.csv
+echo "[run] stacking$run_dirs"
+# shellcheck disable=SC2086  # run_dirs is a list of folders
+"$FT" stack --recipe "$STACK_RECIPE" --runs $run_dirs --out "$RUNS/stack"
+cp "$RUNS/stack/submission.csv" "$SUBMISSION"
+# shellcheck disable=SC2086
+"$FT" export --runs $run_dirs --stack "$RUNS/stack" --out "$RUNS/export"
 if [ -f "$INPUT/test_truth.csv" ]; then
-    "$FT" evaluate --submission submission.csv --truth "$INPUT/test_truth.csv"
+    echo "[run] stacked submission against $INPUT/test_truth.csv:"
+    "$FT" evaluate --submission "$SUBMISSION" --truth "$INPUT/test_truth.csv" | head -3
 fi
-echo "[run] done: submission.csv; run folders in $RUNS/"
+echo "[run] done"
+echo "  submission:     $SUBMISSION"
+echo "  run folders:   $run_dirs"
+echo "  stack table:    $RUNS/stack/table.json"
+echo "  SavedModel:     $RUNS/export (serving_default: waveform -> scores, labels)"

@@ -85,6 +85,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(result, indent=1))
 
 
+def cmd_stack(args: argparse.Namespace) -> None:
+    from freesound_tf.stacking import run_stacking
+
+    run_stacking(args.recipe, [Path(r) for r in args.runs], Path(args.out), verbose=args.fit_verbose)
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from freesound_tf.models import model_summary_rows
 
@@ -169,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--truth", required=True, help="truth CSV, e.g. test_truth.csv")
     evaluate.add_argument("--json", help="also write the scores as JSON to this path")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    stack = sub.add_parser("stack", help="blend and stack member runs: table, submission, stacker models",
+                           description="Score every member and four blends (mean, weighted mean, geometric "
+                                       "mean, rank mean) on the members' out-of-fold predictions, train the "
+                                       "k-fold stacker on them (its own OOF comes from stacker folds it did not "
+                                       "train on), print and write the table (table.json), the stacked "
+                                       "submission.csv and stack.json for `freesound-tf export --stack`.")
+    stack.add_argument("--recipe", default="stacking/lc1d.toml", help="stacker recipe (default stacking/lc1d.toml)")
+    stack.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="finished member run folders")
+    stack.add_argument("--out", default="runs/stack", help="output folder (default runs/stack)")
+    stack.add_argument("--fit-verbose", type=int, choices=(0, 1, 2), default=0, help="Keras fit verbosity (default 0)")
+    stack.set_defaults(func=cmd_stack)
 
     models = sub.add_parser("models", help="list registered models with parameters and FLOPs",
                             description="Build every registered model variant and print its parameter count "

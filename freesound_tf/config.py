@@ -261,19 +261,23 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return clean(dataclasses.asdict(obj))
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read a recipe TOML; errors name the file and the bad key."""
+def _load_toml(path: str | Path, cls: type[T], what: str) -> T:
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: recipe not found; pass an existing TOML (see models/*.toml)") from None
+        raise ConfigError(f"{path}: {what} not found; pass an existing TOML") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err}); fix the syntax") from None
     try:
-        return from_dict(Recipe, data)
+        return from_dict(cls, data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read a member recipe TOML (see models/*.toml); errors name the file and the bad key."""
+    return _load_toml(path, Recipe, "recipe")
 
 
 def scale_epochs(recipe: Recipe, factor: float) -> Recipe:
@@ -298,3 +302,41 @@ def scale_epochs(recipe: Recipe, factor: float) -> Recipe:
     train = dataclasses.replace(recipe.train, pretrain=stage(recipe.train.pretrain),
                                 finetune=stage(recipe.train.finetune))
     return dataclasses.replace(recipe, train=train)
+
+
+@dataclass(frozen=True)
+class StackerConfig:
+    """Seed-004 stacker: per-class locally-connected blend of member scores, trained k-fold on their OOF.
+
+    ``weights`` gives each member (by its recipe name) a weight in the weighted-mean channel;
+    members not listed get ``default_weight``.
+    """
+
+    name: str = "lc1d"
+    weights: dict[str, float] = field(default_factory=dict)
+    default_weight: float = 1.0
+    shift: float = 1.6  # output (tanh(x - shift) + 1) / 2
+    lr: float = 1e-4
+    batch_size: int = 40
+    max_epochs: int = 200
+    patience: int = 15  # early stopping on the validation fold's BCE, best weights restored
+    folds: FoldsConfig = field(default_factory=FoldsConfig)
+
+    def __post_init__(self) -> None:
+        for member, weight in self.weights.items():
+            _check(isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight > 0,
+                   f"weights.{member}", f"must be a number > 0, got {weight!r}")
+        _check(self.default_weight > 0, "default_weight", "must be > 0")
+        _check(self.lr > 0, "lr", "must be > 0")
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _check(self.max_epochs >= 1, "max_epochs", "must be >= 1")
+        _check(self.patience >= 1, "patience", "must be >= 1")
+
+    def weight(self, member: str) -> float:
+        """Weighted-mean weight of the member named ``member``."""
+        return float(self.weights.get(member, self.default_weight))
+
+
+def load_stacker_recipe(path: str | Path) -> StackerConfig:
+    """Read a stacker recipe TOML (see stacking/*.toml); errors name the file and the bad key."""
+    return _load_toml(path, StackerConfig, "stacker recipe")
