@@ -91,6 +91,18 @@ def cmd_stack(args: argparse.Namespace) -> None:
     run_stacking(args.recipe, [Path(r) for r in args.runs], Path(args.out), verbose=args.fit_verbose)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from freesound_tf.export import convert_tflite, export_run
+
+    out = Path(args.out)
+    path = export_run([Path(r) for r in args.runs or []], out, Path(args.stack) if args.stack else None,
+                      fixed_samples=args.tflite_samples)
+    print(f"SavedModel written to {path} (serving_default: waveform [batch, samples] -> scores, labels)")
+    if args.tflite or args.tflite_samples:
+        tflite = convert_tflite(path, out / "model.tflite", select_tf_ops=args.tflite_select_ops)
+        print(f"TFLite model written to {tflite}")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from freesound_tf.models import model_summary_rows
 
@@ -183,10 +195,30 @@ def build_parser() -> argparse.ArgumentParser:
                                        "train on), print and write the table (table.json), the stacked "
                                        "submission.csv and stack.json for `freesound-tf export --stack`.")
     stack.add_argument("--recipe", default="stacking/lc1d.toml", help="stacker recipe (default stacking/lc1d.toml)")
-    stack.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="finished member run folders")
+    stack.add_argument("--runs", "--run", nargs="+", required=True, metavar="RUN", dest="runs",
+                       help="finished member run folders")
     stack.add_argument("--out", default="runs/stack", help="output folder (default runs/stack)")
     stack.add_argument("--fit-verbose", type=int, choices=(0, 1, 2), default=0, help="Keras fit verbosity (default 0)")
     stack.set_defaults(func=cmd_stack)
+
+    export = sub.add_parser("export", help="one SavedModel (TF Serving) for a member, an ensemble or a stack",
+                            description="Write a SavedModel whose serving_default signature takes raw mono "
+                                        "float32 audio `waveform` [batch, samples] of any length at the members' "
+                                        "sample rate and returns `scores` [batch, classes] and `labels` "
+                                        "[classes]. Global features, length, test-time crops, the mean over "
+                                        "fold models and the blend of members (the stacker with --stack, else "
+                                        "the plain mean) all run inside the graph; loading needs only "
+                                        "TensorFlow. The model goes to OUT/1 (TF Serving's version folder).")
+    export.add_argument("--runs", "--run", nargs="+", metavar="RUN", dest="runs",
+                        help="member run folders (optional with --stack, which names its members)")
+    export.add_argument("--stack", help="stack folder written by `freesound-tf stack`")
+    export.add_argument("--out", required=True, help="export folder (the SavedModel goes to OUT/1)")
+    export.add_argument("--tflite", action="store_true", help="also convert to OUT/model.tflite")
+    export.add_argument("--tflite-samples", type=int, metavar="N",
+                        help="export a fixed-length model (input [1, N]) that converts to TFLite builtins")
+    export.add_argument("--tflite-select-ops", action="store_true",
+                        help="convert with TF Select ops (needs the Flex delegate at run time)")
+    export.set_defaults(func=cmd_export)
 
     models = sub.add_parser("models", help="list registered models with parameters and FLOPs",
                             description="Build every registered model variant and print its parameter count "

@@ -24,7 +24,7 @@ def test_run_sh_runs_the_whole_pipeline_on_a_tiny_demo_set(tmp_path):
             assert (runs / member / name).exists(), f"{member}/{name}"
         assert json.loads((runs / member / "recipe.toml").with_name("task.json").read_text())["multilabel"]
     assert (runs / "stack" / "table.json").exists()
-    assert (runs / "export" / "saved_model.pb").exists()
+    assert (runs / "export" / "1" / "saved_model.pb").exists()
     submission = pd.read_csv(tmp_path / "sub.csv")
     assert len(submission) == 6 and submission.shape[1] == 11  # fname + 10 demo classes
     assert "lwlrap" in done.stdout and "SavedModel" in done.stdout
