@@ -11,7 +11,7 @@ from types import ModuleType
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "augmentation", "cli", "config", "data", "export", "inference", "layers", "losses",
+    "augmentation", "cli", "config", "data", "evaluate", "export", "inference", "layers", "losses",
     "metrics", "models", "stacking", "training",
 }
 
