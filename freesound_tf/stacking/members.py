@@ -1,7 +1,6 @@
 """Load finished member run folders and align their OOF and test scores clip by clip (by fname)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pandas as pd
 
 from freesound_tf.config import load_recipe
 from freesound_tf.data.layout import ClassMap
+from freesound_tf.training.run_folder import read_task
 
 # Stacking reads what a finished `freesound-tf train` writes, test split included.
 _RERUN = "stacking needs finished members with OOF and test scores; finish it with `freesound-tf train`"
@@ -73,18 +73,13 @@ def load_members(run_dirs: list[Path]) -> MemberScores:
         raise ValueError("no member runs given; pass at least one run folder made by `freesound-tf train`")
     names, oofs, tests, classes, first = [], [], [], None, Path(run_dirs[0])
     for run_dir in map(Path, run_dirs):
-        if not (run_dir / "recipe.toml").exists():
-            raise FileNotFoundError(f"{run_dir}: not a run folder (no recipe.toml); pass a folder made by "
-                                    "`freesound-tf train`")
-        task_file = run_dir / "task.json"
-        if not task_file.exists():
-            raise FileNotFoundError(f"{task_file}: missing; {_RERUN}")
+        task = read_task(run_dir)
         name = load_recipe(run_dir / "recipe.toml").name
         if name in names:
             raise ValueError(f"{run_dir}: member name {name!r} is also the name of "
                              f"{run_dirs[names.index(name)]}; stack members with different recipe names")
         member_classes = ClassMap.from_json(run_dir / "classes.json")
-        multilabel = json.loads(task_file.read_text())["multilabel"]
+        multilabel = task["multilabel"]
         if classes is None:
             classes, task_multilabel = member_classes, multilabel
         elif set(member_classes.names) != set(classes.names) or multilabel != task_multilabel:

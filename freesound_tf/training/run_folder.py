@@ -89,16 +89,21 @@ def write_task(run_dir: Path, layout: DataLayout) -> None:
     (run_dir / "task.json").write_text(json.dumps({"layout": layout.kind, "multilabel": layout.multilabel}))
 
 
-def load_run(run_dir: str | Path) -> RunInfo:
-    """Read a run folder written by ``freesound-tf train``; one-line errors name what is missing."""
-    run_dir = Path(run_dir)
+def read_task(run_dir: Path) -> dict:
+    """``task.json`` of a run folder ({"layout", "multilabel"}); one-line errors name what is missing."""
     if not (run_dir / "recipe.toml").exists():
         raise FileNotFoundError(f"{run_dir}: not a run folder (no recipe.toml); pass a folder made by "
                                 "`freesound-tf train`")
     task_file = run_dir / "task.json"
     if not task_file.exists():
         raise FileNotFoundError(f"{task_file}: missing; the run never started training, rerun `freesound-tf train`")
-    task = json.loads(task_file.read_text())
+    return json.loads(task_file.read_text())
+
+
+def load_run(run_dir: str | Path) -> RunInfo:
+    """Read a run folder written by ``freesound-tf train``; one-line errors name what is missing."""
+    run_dir = Path(run_dir)
+    task = read_task(run_dir)
     folds = tuple(sorted(run_dir.glob("fold*/done.json"), key=lambda p: int(p.parent.name[4:])))
     if not folds:
         raise FileNotFoundError(f"{run_dir}: no finished fold yet; finish training with `freesound-tf train`")
