@@ -44,6 +44,9 @@ class PipelineConfig:
     mixup_lambda: float = 0.7
     mixup_alpha: float = 0.4
     mixup_label_rule: str = "blend"  # "blend": lambda-weighted labels; "or": element-wise max
+    # Seed 002's variable-length training: (low, high) percentiles of the training clips' lengths;
+    # each batch is cropped to a random length between them. Empty: every batch is crop_seconds long.
+    random_length_percentiles: tuple[float, ...] = ()
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -55,6 +58,19 @@ class PipelineConfig:
         _check(self.mixup_alpha > 0, "pipeline.mixup_alpha", "must be > 0")
         _check(self.mixup_label_rule in ("blend", "or"), "pipeline.mixup_label_rule",
                "must be 'blend' or 'or'")
+        p = self.random_length_percentiles
+        _check(p == () or (len(p) == 2 and 0 <= p[0] <= p[1] <= 100), "pipeline.random_length_percentiles",
+               "must be empty or [low, high] with 0 <= low <= high <= 100")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Waveform audio effects (seed 000), applied per training clip in the input pipeline."""
+
+    p_effects: float = 0.0  # probability that a clip gets the effect chain; 0 disables effects
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.p_effects <= 1.0, "augment.p_effects", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -116,6 +132,9 @@ class ModelConfig:
     use_length: bool = True
     gru_units: int = 128
     dropout: float = 0.0
+    # Options of architectures other than cnn9 (whose options are the fields above), checked by the
+    # architecture's own dataclass: see ``freesound_tf.models.registry.model_options``.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(self.w_ratio > 0, "model.w_ratio", "must be > 0")
@@ -142,6 +161,14 @@ class StageConfig:
     best_from_epoch: int = 1  # the best checkpoint is chosen among epochs >= this one
     early_stop_patience: int = 0  # 0: never stop early
     early_stop_from_epoch: int = 1
+    # "step": lr times lr_factor at each milestone; "one_cycle": per-batch warm-up from lr / one_cycle_div
+    # to lr over one_cycle_pct_start of the stage, then cosine down to lr / one_cycle_final_div.
+    lr_schedule: str = "step"
+    one_cycle_pct_start: float = 0.3
+    one_cycle_div: float = 25.0
+    one_cycle_final_div: float = 1e4
+    effects_until_epoch: int = 0  # audio effects are switched off from this epoch (1-based) on; 0: never
+    f2_below: float = 0.0  # > 0: each epoch trains only on clips whose F2 at threshold 0.2 is below this
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, "epochs", "must be >= 0")
@@ -152,6 +179,12 @@ class StageConfig:
         _check(0.0 <= self.mixup_prob <= 1.0, "mixup_prob", "must be in [0, 1]")
         _check(self.best_from_epoch >= 1, "best_from_epoch", "must be >= 1")
         _check(self.early_stop_patience >= 0, "early_stop_patience", "must be >= 0")
+        _check(self.lr_schedule in ("step", "one_cycle"), "lr_schedule", "must be 'step' or 'one_cycle'")
+        _check(0.0 < self.one_cycle_pct_start < 1.0, "one_cycle_pct_start", "must be in (0, 1)")
+        _check(self.one_cycle_div >= 1.0 and self.one_cycle_final_div >= 1.0, "one_cycle_div",
+               "one_cycle_div and one_cycle_final_div must be >= 1")
+        _check(self.effects_until_epoch >= 0, "effects_until_epoch", "must be >= 0")
+        _check(0.0 <= self.f2_below <= 1.0, "f2_below", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -162,15 +195,33 @@ class TrainConfig:
     label_smoothing: float = 0.01  # targets y * (1 - 2e) + e for bce_smooth
     pretrain: StageConfig = field(default_factory=StageConfig)
     finetune: StageConfig = field(default_factory=lambda: StageConfig(epochs=40))
-    tta: str = "crops"  # "crops": pipeline.eval_crops fixed crops; "full": whole clips
+    # TTA: "crops": pipeline.eval_crops fixed crops; "full": whole clips; "multi_length": for each of
+    # tta_lengths (seconds), tta_random_crops seeded random crops (seed 002).
+    tta: str = "crops"
+    tta_lengths: tuple[float, ...] = ()
+    tta_random_crops: int = 5
+    tta_combine: str = "mean"  # how TTA predictions of a clip combine: "mean" or "gmean" (geometric)
     folds_to_run: tuple[int, ...] = ()  # empty: every fold
+    precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (frontend, output stay float32)
+    jit_compile: bool = False  # XLA-compile the train step
+    strategy: str = "default"  # default | mirrored (GPUs of one machine) | multi_worker (TF_CONFIG)
+    init_from: str = ""  # a run folder: each fold model starts from its fold's best weights there (by layer name)
 
     def __post_init__(self) -> None:
         _check(self.loss in ("bce", "bce_smooth", "focal", "lsep", "cce"), "train.loss",
                "must be one of bce, bce_smooth, focal, lsep, cce")
         _check(0.0 <= self.label_smoothing < 0.5, "train.label_smoothing", "must be in [0, 0.5)")
         _check(self.finetune.epochs >= 1, "train.finetune.epochs", "must be >= 1")
-        _check(self.tta in ("crops", "full"), "train.tta", "must be 'crops' or 'full'")
+        _check(self.tta in ("crops", "full", "multi_length"), "train.tta",
+               "must be 'crops', 'full' or 'multi_length'")
+        _check(self.tta != "multi_length" or (len(self.tta_lengths) >= 1 and min(self.tta_lengths) > 0),
+               "train.tta_lengths", "multi_length TTA needs at least one length in seconds (> 0)")
+        _check(self.tta_random_crops >= 1, "train.tta_random_crops", "must be >= 1")
+        _check(self.tta_combine in ("mean", "gmean"), "train.tta_combine", "must be 'mean' or 'gmean'")
+        _check(self.precision in ("float32", "mixed_float16", "mixed_bfloat16"), "train.precision",
+               "must be 'float32', 'mixed_float16' or 'mixed_bfloat16'")
+        _check(self.strategy in ("default", "mirrored", "multi_worker"), "train.strategy",
+               "must be 'default', 'mirrored' or 'multi_worker'")
 
 
 @dataclass(frozen=True)
@@ -184,6 +235,7 @@ class Recipe:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 def _check(ok: bool, key: str, why: str) -> None:

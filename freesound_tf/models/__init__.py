@@ -9,7 +9,7 @@ import keras
 from freesound_tf.config import Recipe
 from freesound_tf.models import cnn9 as _cnn9  # noqa: F401  (registers "cnn9")
 from freesound_tf.models.cnn9 import build_cnn9
-from freesound_tf.models.registry import get, list_models, presets, register
+from freesound_tf.models.registry import get, list_models, model_options, presets, register
 from freesound_tf.models.summary import forward_flops, model_summary_rows
 
 
@@ -26,5 +26,5 @@ def build_model(recipe: Recipe, n_classes: int, multilabel: bool = True,
                    multilabel=multilabel, global_steps=recipe.audio.global_steps)
 
 
-__all__ = ["build_cnn9", "build_model", "forward_flops", "get", "list_models", "model_summary_rows",
+__all__ = ["build_cnn9", "build_model", "forward_flops", "get", "list_models", "model_options", "model_summary_rows",
            "presets", "register"]

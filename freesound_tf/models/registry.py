@@ -1,15 +1,16 @@
 """Model name -> builder registry; a recipe names its architecture by key (``model.name``).
 
 Every builder has the signature of ``Builder``. ``register`` may also record named presets
-(complete ``ModelConfig`` values) that ``freesound-tf models`` lists.
+(complete ``ModelConfig`` values) that ``freesound-tf models`` lists, and a frozen dataclass of the
+architecture's own options (the recipe's ``[model.options]`` table), checked key by key.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import keras
 
-from freesound_tf.config import ConfigError, FrontendConfig, ModelConfig
+from freesound_tf.config import ConfigError, FrontendConfig, ModelConfig, from_dict
 
 
 class Builder(Protocol):
@@ -20,17 +21,33 @@ class Builder(Protocol):
 
 _BUILDERS: dict[str, Builder] = {}
 _PRESETS: dict[str, dict[str, ModelConfig]] = {}
+_OPTIONS: dict[str, type | None] = {}
 
 
-def register(name: str, presets: dict[str, ModelConfig] | None = None) -> Callable[[Builder], Builder]:
-    """Decorator: make ``builder`` available as ``get(name)``, with optional named presets."""
+def register(name: str, presets: dict[str, ModelConfig] | None = None,
+             options: type | None = None) -> Callable[[Builder], Builder]:
+    """Decorator: make ``builder`` available as ``get(name)``, with optional named presets and the
+    dataclass that ``[model.options]`` must fit (None: the architecture takes no options)."""
     def decorate(builder: Builder) -> Builder:
         if name in _BUILDERS and _BUILDERS[name] is not builder:
             raise ValueError(f"model {name!r} is already registered by {_BUILDERS[name].__module__}")
         _BUILDERS[name] = builder
         _PRESETS[name] = dict(presets or {})
+        _OPTIONS[name] = options
         return builder
     return decorate
+
+
+def model_options(config: ModelConfig) -> Any:
+    """``config.options`` parsed into the architecture's option dataclass (unknown or badly typed
+    keys fail naming ``model.options.<key>``); None for an architecture without options."""
+    get(config.name)
+    cls = _OPTIONS[config.name]
+    if cls is None:
+        if config.options:
+            raise ConfigError(f"model.options: {config.name} takes no options; remove the table")
+        return None
+    return from_dict(cls, config.options, "model.options.")
 
 
 def get(name: str) -> Builder:
