@@ -30,7 +30,8 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
     recipe = _recipe(args.recipe)
     work = Path(args.work)
-    data = prepare_data(args.input, recipe.audio, work, workers=args.workers, progress=not args.quiet)
+    data = prepare_data(args.input, recipe.audio, work, workers=args.workers, progress=not args.quiet,
+                        noisy_csv=args.noisy_csv)
     write_folds(data, recipe.folds, work / "folds.csv")
     summary = write_summary(data, work / "prepare.json")
     print(f"{summary['layout']} data in {summary['input']}: {summary['classes']} classes")
@@ -42,16 +43,22 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from freesound_tf.config import scale_epochs
     from freesound_tf.data.prepare import prepare_data
+    from freesound_tf.training.distribute import make_distribution
     from freesound_tf.training.member import train_member
 
     recipe = scale_epochs(load_recipe(args.recipe), args.epochs_scale)
+    if args.strategy:
+        recipe = replace(recipe, train=replace(recipe.train, strategy=args.strategy))
+    # First TensorFlow work of the process: the multi-worker strategy must exist before any other op.
+    distribution = make_distribution(recipe.train.strategy)
     if args.n_splits:
         recipe = replace(recipe, folds=replace(recipe.folds, n_splits=args.n_splits))
     if args.folds:
         recipe = replace(recipe, train=replace(recipe.train, folds_to_run=_fold_list(args.folds)))
-    data = prepare_data(args.input, recipe.audio, Path(args.work), workers=args.workers, progress=not args.quiet)
+    data = prepare_data(args.input, recipe.audio, Path(args.work), workers=args.workers, progress=not args.quiet,
+                        noisy_csv=args.noisy_csv)
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.runs) / recipe.name
-    train_member(recipe, data, run_dir, verbose=0 if args.quiet else 1)
+    train_member(recipe, data, run_dir, verbose=0 if args.quiet else 1, distribution=distribution)
 
 
 def _fold_list(text: str) -> tuple[int, ...]:
@@ -72,6 +79,51 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"{len(skipped)} unreadable clip(s) skipped:")
         for fname, reason in skipped:
             print(f"  {fname}: {reason}")
+
+
+def cmd_relabel(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from freesound_tf.data.layout import detect_layout, load_layout
+    from freesound_tf.relabel import parse_strategy, read_predictions, relabel, relabel_summary, write_noisy_csv
+
+    parse_strategy(args.strategy)  # fail before any prediction work
+    if args.audio_dir and not args.run:
+        raise ValueError("--audio-dir: only used with --run (to predict the noisy clips); drop it or pass --run")
+    if detect_layout(args.input) != "fat2019":
+        raise ValueError(f"{args.input}: relabel needs the FAT2019 layout (train_noisy.csv); FAT2018 has no noisy split")
+    noisy_csv = Path(args.noisy_csv or Path(args.input) / "train_noisy.csv")
+    if Path(args.out).resolve() == noisy_csv.resolve():
+        raise ValueError(f"--out {args.out}: would overwrite the noisy CSV it reads (each round relabels the "
+                         "original labels); write to another file")
+    # Checks the noisy CSV against the layout's classes with line-numbered errors; no audio is read.
+    layout = load_layout(args.input, check_files=False, noisy_csv=noisy_csv)
+    noisy = pd.read_csv(noisy_csv, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    noisy = noisy.apply(lambda col: col.str.strip())
+    noisy = noisy[(noisy != "").any(axis=1)]
+    if args.predictions:
+        predictions, source = read_predictions(args.predictions), args.predictions
+    else:
+        from freesound_tf.inference import predict_folder
+
+        audio_dir = args.audio_dir or layout.splits["noisy"].audio_dir
+        run, fnames, scores, skipped = predict_folder(args.run, audio_dir, args.work, workers=args.workers,
+                                                      progress=not args.quiet)
+        predictions = pd.DataFrame(scores, columns=list(run.classes.names))
+        predictions.insert(0, "fname", fnames)
+        source = f"predictions of {args.run} on {audio_dir}"
+        unreadable = noisy["fname"].isin({fname for fname, _ in skipped})
+        if unreadable.any():  # they cannot be trained on either
+            print(f"{int(unreadable.sum())} unreadable noisy clip(s) left out")
+            noisy = noisy[~unreadable]
+    new = relabel(noisy, predictions, args.strategy, layout.classes, args.threshold, noisy_source=str(noisy_csv),
+                  predictions_source=str(source))
+    write_noisy_csv(new, args.out)
+    s = relabel_summary(noisy, new)
+    print(f"{args.strategy}: kept {s['kept']} of {s['clips']} noisy clips ({s['dropped']} dropped); labels changed "
+          f"on {s['changed']} kept clip(s) (+{s['labels_added']} / -{s['labels_removed']} labels) -> {args.out}")
+    print(f"pretrain on it with: freesound-tf train --recipe R.toml --input {args.input} --noisy-csv {args.out} "
+          "--run-dir runs/NEW_NAME")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -123,6 +175,11 @@ def _add_input_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", default="input", help="data folder in the FAT2019 or FAT2018 layout (default input/)")
 
 
+def _add_noisy_csv_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--noisy-csv", help="noisy-split labels to use instead of INPUT/train_noisy.csv, e.g. written "
+                                            "by `freesound-tf relabel` (audio stays in INPUT/train_noisy/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="freesound-tf", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -145,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "resumable, reused when the audio settings are unchanged), and write "
                                       "classes.json, folds.csv and prepare.json into the work folder.")
     _add_input_option(prep)
+    _add_noisy_csv_option(prep)
     prep.add_argument("--recipe", help="recipe TOML whose [audio] and [folds] settings to use (default: built-in)")
     _add_decoding_options(prep, "work folder for caches, class map and folds")
     prep.set_defaults(func=cmd_prepare)
@@ -158,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "an unfinished one continues from its last epoch.")
     train.add_argument("--recipe", required=True, help="recipe TOML (see models/*.toml)")
     _add_input_option(train)
+    _add_noisy_csv_option(train)
     _add_decoding_options(train, "work folder holding the waveform caches")
     train.add_argument("--runs", default="runs", help="parent of run folders (default runs/); the run is runs/<recipe name>")
     train.add_argument("--run-dir", help="exact run folder (overrides --runs)")
@@ -165,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="multiply every epoch count and milestone of the recipe (e.g. 0.1 for a quick run)")
     train.add_argument("--n-splits", type=int, help="number of curated folds (default: the recipe's [folds] n_splits)")
     train.add_argument("--folds", help="comma-separated folds to run (default: the recipe's, or all)")
+    train.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
+                       help="tf.distribute strategy (default: the recipe's train.strategy): mirrored = every GPU "
+                            "of this machine; multi_worker = one process per machine, cluster from TF_CONFIG")
     train.set_defaults(func=cmd_train)
 
     predict = sub.add_parser("predict", help="score a folder of clips with a trained run, write a Kaggle CSV",
@@ -178,6 +240,26 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", default="submission.csv", help="CSV to write (default submission.csv)")
     _add_decoding_options(predict, "work folder for the decoded-clip cache")
     predict.set_defaults(func=cmd_predict)
+
+    rel = sub.add_parser("relabel", help="pseudo-label the noisy split with a model's predictions, write a new noisy CSV",
+                         description="Seed 000's iterative relabelling: score the noisy clips with a run trained on "
+                                     "the curated clips, then scoring_K keeps the K clips whose given labels agree "
+                                     "best with the scores (per-clip label-ranking average precision) with their "
+                                     "given labels, and relabelall replaces every clip's labels by the classes "
+                                     "scored >= --threshold and drops clips with none. Writes fname,labels like "
+                                     "train_noisy.csv; pass it to `prepare`/`train` with --noisy-csv.")
+    _add_input_option(rel)
+    rel.add_argument("--noisy-csv", help="noisy labels to relabel (default INPUT/train_noisy.csv)")
+    scores = rel.add_mutually_exclusive_group(required=True)
+    scores.add_argument("--predictions", help="probability CSV of the noisy clips, as `freesound-tf predict` writes")
+    scores.add_argument("--run", help="run folder: predict the noisy clips with it first")
+    rel.add_argument("--audio-dir", help="with --run: folder of noisy clips to score (default INPUT/train_noisy)")
+    rel.add_argument("--strategy", required=True, help="scoring_K (e.g. scoring_1000) or relabelall")
+    rel.add_argument("--threshold", type=float, default=0.5, help="relabelall: lowest score that makes a label "
+                                                                  "(default 0.5)")
+    rel.add_argument("--out", required=True, help="new noisy CSV to write")
+    _add_decoding_options(rel, "with --run: work folder for the decoded-clip cache")
+    rel.set_defaults(func=cmd_relabel)
 
     evaluate = sub.add_parser("evaluate", help="score a submission CSV against a truth CSV",
                               description="Compare a Kaggle-format submission with a truth CSV (fname,labels "

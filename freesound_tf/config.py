@@ -68,9 +68,27 @@ class AugmentConfig:
     """Waveform audio effects (seed 000), applied per training clip in the input pipeline."""
 
     p_effects: float = 0.0  # probability that a clip gets the effect chain; 0 disables effects
+    # Inside the chain each effect has its own probability; parameters are drawn uniformly from
+    # [low, high] (tempo log-uniformly). See freesound_tf/augmentation/effects.py.
+    p_pitch: float = 0.5
+    pitch_semitones: tuple[float, ...] = (-3.0, 3.0)  # shift, duration kept
+    p_tempo: float = 0.5
+    tempo_range: tuple[float, ...] = (0.8, 1.25)  # speed factor (> 1 faster), pitch kept
+    p_reverb: float = 0.5
+    reverb_room_size: tuple[float, ...] = (0.1, 0.8)  # Freeverb room size in [0, 1]
+    reverb_wet_level: tuple[float, ...] = (0.1, 0.5)  # reverberated share of the mix in [0, 1]
+    p_overdrive: float = 0.5
+    overdrive_gain_db: tuple[float, ...] = (5.0, 15.0)  # drive before tanh clipping, on the peak-normalized clip
 
     def __post_init__(self) -> None:
-        _check(0.0 <= self.p_effects <= 1.0, "augment.p_effects", "must be in [0, 1]")
+        for name in ("p_effects", "p_pitch", "p_tempo", "p_reverb", "p_overdrive"):
+            _check(0.0 <= getattr(self, name) <= 1.0, f"augment.{name}", "must be in [0, 1]")
+        bounds = {"pitch_semitones": (-24.0, 24.0), "tempo_range": (0.25, 4.0), "reverb_room_size": (0.0, 1.0),
+                  "reverb_wet_level": (0.0, 1.0), "overdrive_gain_db": (0.0, 60.0)}
+        for name, (lo, hi) in bounds.items():
+            r = getattr(self, name)
+            _check(len(r) == 2 and lo <= r[0] <= r[1] <= hi, f"augment.{name}",
+                   f"must be [low, high] with {lo:g} <= low <= high <= {hi:g}")
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,8 @@ class FrontendConfig:
     time_mask_width: int = 20
     freq_masks: int = 0
     freq_mask_width: int = 8
+    random_erasing: float = 0.0  # seed 002: probability per clip of erasing one rectangle (training only)
+    random_erasing_max_area: float = 0.25  # largest erased fraction of the time x mel plane
 
     def __post_init__(self) -> None:
         _check(self.n_fft >= 16, "frontend.n_fft", "must be >= 16")
@@ -113,6 +133,8 @@ class FrontendConfig:
                "time_masks and freq_masks must be >= 0")
         _check(self.time_mask_width >= 1 and self.freq_mask_width >= 1, "frontend.time_mask_width",
                "time_mask_width and freq_mask_width must be >= 1")
+        _check(0.0 <= self.random_erasing <= 1.0, "frontend.random_erasing", "must be in [0, 1]")
+        _check(0.0 < self.random_erasing_max_area <= 1.0, "frontend.random_erasing_max_area", "must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -201,6 +223,10 @@ class TrainConfig:
     tta_lengths: tuple[float, ...] = ()
     tta_random_crops: int = 5
     tta_combine: str = "mean"  # how TTA predictions of a clip combine: "mean" or "gmean" (geometric)
+    # Seed 003: after fold k's best model wrote its OOF predictions, train it this many more epochs on
+    # fold k's validation clips and score the test clips with that model (OOF stays honest).
+    retrain_on_val_epochs: int = 0
+    calibration: str = "none"  # "temperature": one temperature fit on the OOF scores -> test_calibrated.npy
     folds_to_run: tuple[int, ...] = ()  # empty: every fold
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (frontend, output stay float32)
     jit_compile: bool = False  # XLA-compile the train step
@@ -218,6 +244,8 @@ class TrainConfig:
                "train.tta_lengths", "multi_length TTA needs at least one length in seconds (> 0)")
         _check(self.tta_random_crops >= 1, "train.tta_random_crops", "must be >= 1")
         _check(self.tta_combine in ("mean", "gmean"), "train.tta_combine", "must be 'mean' or 'gmean'")
+        _check(self.retrain_on_val_epochs >= 0, "train.retrain_on_val_epochs", "must be >= 0")
+        _check(self.calibration in ("none", "temperature"), "train.calibration", "must be 'none' or 'temperature'")
         _check(self.precision in ("float32", "mixed_float16", "mixed_bfloat16"), "train.precision",
                "must be 'float32', 'mixed_float16' or 'mixed_bfloat16'")
         _check(self.strategy in ("default", "mirrored", "multi_worker"), "train.strategy",
@@ -349,7 +377,8 @@ def scale_epochs(recipe: Recipe, factor: float) -> Recipe:
         return dataclasses.replace(
             s, epochs=scaled(s.epochs), lr_milestones=milestones,
             best_from_epoch=min(scaled(s.best_from_epoch), scaled(s.epochs)),
-            early_stop_from_epoch=scaled(s.early_stop_from_epoch))
+            early_stop_from_epoch=scaled(s.early_stop_from_epoch),
+            effects_until_epoch=scaled(s.effects_until_epoch) if s.effects_until_epoch else 0)
 
     train = dataclasses.replace(recipe.train, pretrain=stage(recipe.train.pretrain),
                                 finetune=stage(recipe.train.finetune))

@@ -74,6 +74,32 @@ def lwlrap(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(_pair_precisions(y_true, y_score).sum() / n_pairs)
 
 
+def clip_lrap(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """Label-ranking average precision of each clip (mean precision over its true labels), tie-aware.
+
+    NaN for a clip without labels. ``lwlrap`` is the mean of these weighted by label count.
+    """
+    y_true, y_score = _check_multilabel(y_true, y_score)
+    n_labels = y_true.sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        return _pair_precisions(y_true, y_score).sum(axis=1) / n_labels
+
+
+def f2_per_clip(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.2) -> np.ndarray:
+    """F2 score of each clip's predicted label set (scores above ``threshold``) against its labels.
+
+    F2 = 5 TP / (5 TP + 4 FN + FP): recall weighs four times as much as precision. A clip with no
+    labels and no predicted label scores 1 (nothing missed, nothing wrong).
+    """
+    y_true, y_score = _check_multilabel(y_true, y_score)
+    predicted = y_score > threshold
+    tp = (y_true & predicted).sum(axis=1)
+    fn = (y_true & ~predicted).sum(axis=1)
+    fp = (~y_true & predicted).sum(axis=1)
+    denominator = 5 * tp + 4 * fn + fp
+    return np.divide(5.0 * tp, denominator, out=np.ones(len(tp)), where=denominator > 0)
+
+
 def _top_k_indices(y_score: np.ndarray, k: int) -> np.ndarray:
     y_score = np.asarray(y_score)
     if y_score.ndim != 2:

@@ -1,6 +1,4 @@
 """The `freesound-tf` commands end to end on tiny synthesized data."""
-from dataclasses import replace
-from pathlib import Path
 
 import keras
 import numpy as np

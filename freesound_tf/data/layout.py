@@ -204,24 +204,32 @@ def detect_layout(root: str | Path) -> str:
                               "(FAT2018 layout) found; copy the Kaggle files there (see input/README.md)")
 
 
-def load_layout(root: str | Path, kind: str | None = None, check_files: bool = True) -> DataLayout:
+def load_layout(root: str | Path, kind: str | None = None, check_files: bool = True,
+                noisy_csv: str | Path | None = None) -> DataLayout:
     """Parse and validate a Kaggle data folder.
 
     ``kind`` defaults to :func:`detect_layout`. With ``check_files`` every row's audio
     file must exist, and audio files without a row are reported in ``warnings``.
+    ``noisy_csv`` (FAT2019 only) replaces ``train_noisy.csv``, e.g. by a relabelled copy
+    written by ``freesound-tf relabel``; the noisy audio stays in ``train_noisy/``.
     """
     root = Path(root)
     kind = kind or detect_layout(root)
     if kind not in KINDS:
         raise DataValidationError(f"{root}: unknown layout kind {kind!r}; use one of {KINDS}")
-    loader = _load_fat2019 if kind == "fat2019" else _load_fat2018
-    layout = loader(root, check_files)
+    if noisy_csv is not None and kind != "fat2019":
+        raise DataValidationError(f"{noisy_csv}: a noisy CSV needs the FAT2019 layout but {root} is {kind}; "
+                                  "drop the noisy CSV option")
+    if kind == "fat2019":
+        layout = _load_fat2019(root, check_files, None if noisy_csv is None else Path(noisy_csv))
+    else:
+        layout = _load_fat2018(root, check_files)
     for message in layout.warnings:
         log.warning(message)
     return layout
 
 
-def _load_fat2019(root: Path, check_files: bool) -> DataLayout:
+def _load_fat2019(root: Path, check_files: bool, noisy_csv: Path | None = None) -> DataLayout:
     submission_path = root / "sample_submission.csv"
     submission = _read_table(submission_path, required=["fname"], allow_extra=True)
     class_names = [c for c in submission.columns if c != "fname"]
@@ -233,13 +241,17 @@ def _load_fat2019(root: Path, check_files: bool) -> DataLayout:
     splits: dict[str, SplitTable] = {}
     audio_checks = []
 
-    sources = [("curated", "train_curated.csv", "train_curated")]
-    if (root / "train_noisy.csv").is_file():
-        sources.append(("noisy", "train_noisy.csv", "train_noisy"))
+    sources = [("curated", root / "train_curated.csv", "train_curated")]
+    if noisy_csv is not None:
+        if not noisy_csv.is_file():
+            raise DataValidationError(f"{noisy_csv}: noisy CSV not found; pass a fname,labels CSV such as "
+                                      "the one `freesound-tf relabel` writes")
+        sources.append(("noisy", noisy_csv, "train_noisy"))
+    elif (root / "train_noisy.csv").is_file():
+        sources.append(("noisy", root / "train_noisy.csv", "train_noisy"))
     else:
         warnings.append(f"{root / 'train_noisy.csv'}: not found; curated-only layout (no 'noisy' split)")
-    for name, csv_name, dir_name in sources:
-        path = root / csv_name
+    for name, path, dir_name in sources:
         table = _read_table(path, required=["fname", "labels"])
         lines = _fnames(table, path)
         labels = _multi_labels(table, path, classes, "sample_submission.csv")

@@ -13,8 +13,8 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
-from freesound_tf.augmentation import mixup_batch
-from freesound_tf.config import PipelineConfig
+from freesound_tf.augmentation import EffectChain, mixup_batch
+from freesound_tf.config import AugmentConfig, PipelineConfig
 
 ALL_INPUTS = ("waveform", "global_features", "length")
 
@@ -68,6 +68,8 @@ class TrainInput:
 
     ``mixup_prob`` is a plain attribute the training loop may change between epochs (seed 004
     stops mixup at the first learning-rate milestone); batches already prefetched keep the old value.
+    ``effects_prob`` likewise: the probability that a crop goes through seed 000's audio effects
+    (``augment``), ``augment.p_effects`` at first; see :meth:`set_effects`.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class TrainInput:
         indices: np.ndarray | None = None,
         inputs: Sequence[str] = ALL_INPUTS,
         mixup_prob: float = 0.0,
+        augment: AugmentConfig | None = None,
     ) -> None:
         self.cache = cache
         self.labels = np.asarray(labels, np.float32)
@@ -87,8 +90,17 @@ class TrainInput:
         self.indices = np.arange(len(self.labels)) if indices is None else np.asarray(indices, np.int64)
         if len(self.indices) == 0:
             raise ValueError("TrainInput: no clips to train on (empty index set)")
+        # Seed 002: each batch gets its own length, uniform between these percentiles of the clips' lengths.
+        percentiles = config.random_length_percentiles
+        self.length_range = (tuple(max(1, int(round(v))) for v in np.percentile(cache.lengths[self.indices],
+                                                                                percentiles))
+                             if percentiles else None)
         self.inputs = tuple(inputs)
         self.mixup_prob = mixup_prob
+        self.augment = augment or AugmentConfig()
+        self.effects_prob = self.augment.p_effects
+        self.effects = EffectChain(self.augment, sample_rate)
+        self.active = self.indices  # the clips epochs draw from; see set_active
 
     @property
     def drop_remainder(self) -> bool:
@@ -101,11 +113,41 @@ class TrainInput:
         n, b = len(self.indices), self.config.batch_size
         return n // b if self.drop_remainder else 1
 
+    def set_effects(self, on: bool) -> None:
+        """Audio effects on (at ``augment.p_effects``) or off for the next epochs (seed 000 stops them late)."""
+        self.effects_prob = self.augment.p_effects if on else 0.0
+
+    def set_active(self, rows: np.ndarray | None) -> None:
+        """Draw the next epochs only from ``rows`` (a subset of ``indices``); None: from all of them.
+
+        An epoch keeps its length (``len(self)`` batches, so the dataset built once and per-step
+        schedules stay valid): shuffled slot p takes active clip p mod len(rows), each active clip
+        coming about len(indices) / len(rows) times, like seed 001's fixed-size epochs. Batches
+        already prefetched keep the old set.
+        """
+        active = self.indices if rows is None else np.asarray(rows, np.int64)
+        if len(active) == 0 or not np.isin(active, self.indices).all():
+            raise ValueError("TrainInput.set_active: rows must be a non-empty subset of indices (None: all)")
+        self.active = active
+
+    def _crop_length(self, rng: np.random.Generator) -> int:
+        """This batch's length in samples: ``crop_seconds``, or uniform in ``length_range`` (no draw without)."""
+        if self.length_range is None:
+            return self.crop_len
+        low, high = self.length_range
+        return int(rng.integers(low, high + 1))
+
+    def _active_rows(self, slots: np.ndarray) -> np.ndarray:
+        return self.active[slots % len(self.active)]
+
     def _load(self, rows: np.ndarray, seed: np.int64) -> tuple[np.ndarray, ...]:
         rng = np.random.default_rng(int(seed) & 0x7FFFFFFFFFFFFFFF)
         positions = rng.random(len(rows))
-        batch = {"waveform": np.stack([crop_clip(self.cache, int(r), self.crop_len, p)
+        crop_len = self._crop_length(rng)
+        batch = {"waveform": np.stack([crop_clip(self.cache, int(r), crop_len, p)
                                        for r, p in zip(rows, positions)])}
+        if self.effects_prob > 0:  # a child stream: crops and mixup draw what they draw without effects
+            batch["waveform"] = self.effects.batch(batch["waveform"], rng.spawn(1)[0], self.effects_prob)
         batch.update(_read_side_inputs(self.cache, rows, self.inputs))
         batch = {k: batch[k] for k in self.inputs}
         cfg = self.config
@@ -113,14 +155,28 @@ class TrainInput:
                                     cfg.mixup_lambda, cfg.mixup_alpha, cfg.mixup_label_rule)
         return tuple(batch[k] for k in self.inputs) + (labels,)
 
-    def dataset(self) -> tf.data.Dataset:
-        """A finite dataset of one epoch; iterating it again reshuffles and redraws crops."""
+    def dataset(self, shards: int = 1, shard: int = 0, replicas: int = 1) -> tf.data.Dataset:
+        """A finite dataset of one epoch; iterating it again reshuffles and redraws crops.
+
+        Distributed training: worker ``shard`` of ``shards`` keeps every shards-th batch of the
+        epoch's shuffled order (the same order on every worker, so the workers' batches partition
+        it), and an epoch is cut to a multiple of ``replicas`` (all replicas, all workers) batches
+        so that every replica runs the same number of steps.
+        """
         cfg = self.config
-        order = tf.data.Dataset.from_tensor_slices(self.indices)
+        n_batches = len(self) // replicas * replicas
+        if n_batches == 0:
+            raise ValueError(f"TrainInput: {len(self.indices)} clips make no full batch of {cfg.batch_size} "
+                             f"for each of {replicas} replicas; lower pipeline.batch_size or add clips")
+        order = tf.data.Dataset.from_tensor_slices(np.arange(len(self.indices)))  # slots, see set_active
         order = order.shuffle(len(self.indices), seed=cfg.seed, reshuffle_each_iteration=True)
-        seeds = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True)
-        batches = tf.data.Dataset.zip(order.batch(cfg.batch_size, drop_remainder=self.drop_remainder), seeds)
-        spec = _signature(self.inputs, self.crop_len, self.cache.steps)
+        # Workers draw crops and mixup from different streams.
+        seeds = tf.data.Dataset.random(seed=cfg.seed + shard, rerandomize_each_iteration=True)
+        rows = order.batch(cfg.batch_size, drop_remainder=self.drop_remainder).take(n_batches)
+        rows = rows.shard(shards, shard).map(
+            lambda slots: tf.numpy_function(self._active_rows, [slots], tf.int64, stateful=True))
+        batches = tf.data.Dataset.zip(rows, seeds)
+        spec = _signature(self.inputs, None if self.length_range else self.crop_len, self.cache.steps)
         n_classes = self.labels.shape[1]
 
         def load(rows: tf.Tensor, seed: tf.Tensor):

@@ -32,8 +32,11 @@ class PreparedSplit:
     def open(self) -> WaveformCache:
         return WaveformCache(self.cache_path)
 
-    def labels(self, cache: WaveformCache) -> np.ndarray:
-        return aligned_labels(self.table, cache)
+    def labels(self, cache: WaveformCache, allow_extra: bool = False) -> np.ndarray:
+        return aligned_labels(self.table, cache, allow_extra)
+
+    def rows(self, cache: WaveformCache) -> np.ndarray:
+        return table_rows(self.table, cache)
 
 
 @dataclass
@@ -47,10 +50,28 @@ class PreparedData:
         return TRAIN_SPLIT[self.layout.kind]
 
 
-def aligned_labels(table: SplitTable, cache: WaveformCache) -> np.ndarray:
-    """Label rows of ``table`` reordered to match the cache rows."""
+def aligned_labels(table: SplitTable, cache: WaveformCache, allow_extra: bool = False) -> np.ndarray:
+    """Label rows of ``table`` reordered to match the cache rows.
+
+    A cache may hold clips the table lacks (the cache of the full noisy CSV reused for a relabelled
+    subset of it). With ``allow_extra`` their rows are zeros and the caller trains on
+    :func:`table_rows` only; otherwise that is an error.
+    """
     position = {fname: k for k, fname in enumerate(table.fnames)}
-    return table.labels[[position[fname] for fname in cache.fnames]]
+    labels = np.zeros((len(cache.fnames), table.labels.shape[1]), np.float32)
+    rows = table_rows(table, cache)
+    if len(rows) < len(cache.fnames) and not allow_extra:
+        extra = next(f for f in cache.fnames if f not in position)
+        raise ValueError(f"{cache.path}: holds {len(cache.fnames) - len(rows)} clip(s) without a row in the "
+                         f"{table.name} CSV (e.g. {extra!r}); delete the cache file to rebuild it for the CSV")
+    labels[rows] = table.labels[[position[cache.fnames[i]] for i in rows]]
+    return labels
+
+
+def table_rows(table: SplitTable, cache: WaveformCache) -> np.ndarray:
+    """Cache rows of the clips listed in ``table``, in cache order."""
+    wanted = set(table.fnames)
+    return np.array([i for i, fname in enumerate(cache.fnames) if fname in wanted], np.int64)
 
 
 def prepare_data(
@@ -60,9 +81,14 @@ def prepare_data(
     splits: list[str] | None = None,
     workers: int | None = None,
     progress: bool = True,
+    noisy_csv: str | Path | None = None,
 ) -> PreparedData:
-    """Validate ``input_dir`` (fails before heavy work) and build a cache per split."""
-    layout = load_layout(input_dir)  # logs its own warnings (e.g. audio files with no CSV row)
+    """Validate ``input_dir`` (fails before heavy work) and build a cache per split.
+
+    ``noisy_csv`` replaces the layout's ``train_noisy.csv`` (e.g. a relabelled copy). The cache
+    is keyed by split name and audio settings, not by the CSV, so it reuses the decoded noisy audio.
+    """
+    layout = load_layout(input_dir, noisy_csv=noisy_csv)  # logs its own warnings (e.g. audio files with no CSV row)
     work_dir = Path(work_dir)
     cache_dir = work_dir / "cache"
     wanted = splits or list(layout.splits)
@@ -94,7 +120,7 @@ def write_summary(data: PreparedData, path: str | Path) -> dict:
                "splits": {}}
     for name, split in data.splits.items():
         with split.open() as cache:
-            summary["splits"][name] = {"clips": len(split.table.fnames), "cached": len(cache),
+            summary["splits"][name] = {"clips": len(split.table.fnames), "cached": len(split.rows(cache)),
                                        "skipped": len(cache.skipped), "cache": str(split.cache_path)}
     Path(path).write_text(json.dumps(summary, indent=2))
     return summary

@@ -5,9 +5,13 @@ scores raw audio exactly as the library scores cached clips:
 
 * ``tta = "crops"``: ``pipeline.eval_crops`` fixed crops at :func:`crop_positions`, placed like
   :func:`freesound_tf.data.pipeline.crop_clip` (a short clip is zero-padded at the same relative
-  offset), scores averaged over crops;
+  offset);
 * ``tta = "full"``: the whole clip, zero-padded to ``FULL_MIN_SECONDS`` when shorter (as
-  :func:`freesound_tf.data.pipeline.full_length_dataset` does).
+  :func:`freesound_tf.data.pipeline.full_length_dataset` does);
+* ``tta = "multi_length"``: per length, the crops at the library's :func:`tta_positions` (constants
+  drawn from the recipe's seed, so the graph is deterministic), placed as above;
+
+the crops' scores combined as :func:`freesound_tf.inference.combine_tta` does (``train.tta_combine``).
 
 Side inputs (global statistics, length) come from the untrimmed samples sent, see
 :mod:`freesound_tf.export.features_layer`.
@@ -24,7 +28,7 @@ import tensorflow as tf
 from freesound_tf.config import Recipe
 from freesound_tf.data.pipeline import crop_positions
 from freesound_tf.export.features_layer import global_features_tf, length_feature_tf
-from freesound_tf.inference import model_inputs
+from freesound_tf.inference import GMEAN_EPS, model_inputs, softmax_output, tta_positions
 
 FULL_MIN_SECONDS = 1.0  # full_length_dataset's min_seconds, which predict_full_length keeps
 
@@ -64,6 +68,16 @@ def pad_to_min_tf(waveform: tf.Tensor, min_len: int) -> tf.Tensor:
     return tf.pad(waveform, [[0, 0], [0, missing]])
 
 
+def combine_tta_tf(scores: tf.Tensor, how: str, softmax: bool) -> tf.Tensor:
+    """(n_tta, batch, C) -> (batch, C), the ops of :func:`freesound_tf.inference.combine_tta`."""
+    if scores.shape[0] == 1:
+        return scores[0]
+    if how == "mean":
+        return tf.reduce_mean(scores, axis=0)
+    combined = tf.exp(tf.reduce_mean(tf.math.log(tf.maximum(scores, GMEAN_EPS)), axis=0))
+    return combined / tf.reduce_sum(combined, axis=-1, keepdims=True) if softmax else combined
+
+
 @dataclass
 class MemberGraph:
     """A run's fold models plus what its recipe says about their inputs and TTA."""
@@ -85,23 +99,32 @@ class MemberGraph:
             out["length"] = length_feature_tf(waveform, audio.sample_rate, audio.length_norm_seconds)
         return out
 
+    def windows(self, waveform: tf.Tensor) -> list[list[tf.Tensor]]:
+        """The TTA windows of every clip, grouped by window length (one model call per group)."""
+        sr = self.recipe.audio.sample_rate
+        train, pipeline = self.recipe.train, self.recipe.pipeline
+        if train.tta == "full":
+            return [[pad_to_min_tf(waveform, int(round(FULL_MIN_SECONDS * sr)))]]
+        if train.tta == "multi_length":
+            return [[crop_tf(waveform, int(round(seconds * sr)), float(p))
+                     for p in tta_positions(train.tta_random_crops, pipeline.seed, k)]
+                    for k, seconds in enumerate(train.tta_lengths)]
+        crop_len = int(round(pipeline.crop_seconds * sr))
+        return [[crop_tf(waveform, crop_len, p) for p in crop_positions(pipeline.eval_crops)]]
+
     def scores(self, waveform: tf.Tensor) -> tf.Tensor:
         """(batch, classes) scores: TTA per fold model, then the mean over fold models."""
         side = self.side_inputs(waveform)
-        sr = self.recipe.audio.sample_rate
-        if self.recipe.train.tta == "full":
-            batch = {"waveform": pad_to_min_tf(waveform, int(round(FULL_MIN_SECONDS * sr))), **side}
-            n_crops = 1
-        else:
-            pipeline = self.recipe.pipeline
-            crop_len = int(round(pipeline.crop_seconds * sr))
-            positions = crop_positions(pipeline.eval_crops)
-            n_crops = len(positions)
-            # All crops of all clips go through each model as one batch, crop-major.
-            batch = {"waveform": tf.concat([crop_tf(waveform, crop_len, p) for p in positions], axis=0)}
-            batch.update({k: tf.concat([v] * n_crops, axis=0) for k, v in side.items()})
+        groups = self.windows(waveform)
+        softmax = softmax_output(self.models[0])
         per_fold = []
         for model in self.models:
-            out = model({k: batch[k] for k in self.inputs}, training=False)
-            per_fold.append(tf.reduce_mean(tf.reshape(out, (n_crops, tf.shape(waveform)[0], -1)), axis=0))
+            per_crop = []
+            for group in groups:
+                # All crops of a length, of all clips, go through the model as one batch, crop-major.
+                batch = {"waveform": tf.concat(group, axis=0),
+                         **{k: tf.concat([v] * len(group), axis=0) for k, v in side.items()}}
+                out = model({k: batch[k] for k in self.inputs}, training=False)
+                per_crop.append(tf.reshape(out, (len(group), tf.shape(waveform)[0], -1)))
+            per_fold.append(combine_tta_tf(tf.concat(per_crop, axis=0), self.recipe.train.tta_combine, softmax))
         return tf.add_n(per_fold) / len(per_fold)

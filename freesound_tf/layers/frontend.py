@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from freesound_tf.config import FrontendConfig
+from freesound_tf.layers.erasing import RandomErasing
 
 FRONTEND_DTYPE = "float32"
 _PACKAGE = "freesound_tf"
@@ -182,6 +183,8 @@ def build_frontend(config: FrontendConfig, sample_rate: int, input_samples: int 
                               n_freq_masks=config.freq_masks, n_time_masks=config.time_masks,
                               mask_value=-config.top_db, data_format="channels_last",
                               name="spec_augment", **f32)(x)
+    if config.random_erasing:
+        x = RandomErasing(config.random_erasing, config.random_erasing_max_area, name="random_erasing", **f32)(x)
     channels = [x]
     if config.deltas:
         delta = kapre.Delta(win_length=5, data_format="channels_last", name="delta", **f32)(x)

@@ -39,6 +39,23 @@ def global_feature_branch(x, units: int = 128, bn_momentum: float = 0.99, name: 
     return layers.GlobalMaxPooling1D(name=f"{name}_max")(x)
 
 
+GLOBAL_FEATURE_DIM = 12  # statistics per global-feature step (see freesound_tf.data.features)
+
+
+def head_input(inputs: dict, pooled, use_global_features: bool, use_length: bool, global_steps: int,
+               gru_units: int, bn_momentum: float):
+    """The pooled conv features plus the optional side inputs every architecture shares (the
+    global-feature GRU branch, the length feature), concatenated; adds those inputs to ``inputs``."""
+    features = [pooled]
+    if use_global_features:
+        inputs["global_features"] = keras.Input((global_steps, GLOBAL_FEATURE_DIM), name="global_features")
+        features.append(global_feature_branch(inputs["global_features"], gru_units, bn_momentum, name="global"))
+    if use_length:
+        inputs["length"] = keras.Input((1,), name="length")
+        features.append(inputs["length"])
+    return features[0] if len(features) == 1 else layers.Concatenate(name="head_concat")(features)
+
+
 def classifier(features, n_classes: int, multilabel: bool, dropout: float = 0.0, name: str = "classifier"):
     """Optional dropout -> Dense -> sigmoid (multi-label) or softmax, the activation kept in float32."""
     if dropout > 0:

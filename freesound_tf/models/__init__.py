@@ -8,6 +8,11 @@ import keras
 
 from freesound_tf.config import Recipe
 from freesound_tf.models import cnn9 as _cnn9  # noqa: F401  (registers "cnn9")
+from freesound_tf.models import ds_cnn1d as _ds_cnn1d  # noqa: F401  (registers "ds_cnn1d")
+from freesound_tf.models import ds_cnn2d as _ds_cnn2d  # noqa: F401  (registers "ds_cnn2d")
+from freesound_tf.models import mobilenet_pca as _mobilenet_pca  # noqa: F401  (registers "mobilenet_pca")
+from freesound_tf.models import resnext as _resnext  # noqa: F401  (registers "resnext")
+from freesound_tf.models import xresnet as _xresnet  # noqa: F401  (registers "xresnet")
 from freesound_tf.models.cnn9 import build_cnn9
 from freesound_tf.models.registry import get, list_models, model_options, presets, register
 from freesound_tf.models.summary import forward_flops, model_summary_rows

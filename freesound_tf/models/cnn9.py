@@ -23,12 +23,11 @@ from freesound_tf.layers import (
     classifier,
     conv_bn_relu,
     conv_block,
-    global_feature_branch,
+    head_input,
     multi_scale_stem,
 )
 from freesound_tf.models.registry import register
 
-GLOBAL_FEATURE_DIM = 12  # statistics per global-feature step (see freesound_tf.data.features)
 POOL_SIZES = (2, 2, 3, 2)  # avemax window per block; blocks past the fourth use 2
 
 
@@ -94,15 +93,8 @@ def build_cnn9(config: ModelConfig, frontend: FrontendConfig, n_classes: int, sa
             x = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_smooth")(x)
             x = axis_pool(x, pooling, POOL_SIZES[i] if i < len(POOL_SIZES) else 2, 2, name=f"{name}_pool")
 
-    features = [PixelShuffleHead(name="pixel_shuffle_head")(x)]
-    if config.use_global_features:
-        inputs["global_features"] = keras.Input((global_steps, GLOBAL_FEATURE_DIM), name="global_features")
-        features.append(global_feature_branch(inputs["global_features"], config.gru_units,
-                                              config.bn_momentum, name="global"))
-    if config.use_length:
-        inputs["length"] = keras.Input((1,), name="length")
-        features.append(inputs["length"])
-    x = features[0] if len(features) == 1 else layers.Concatenate(name="head_concat")(features)
+    x = head_input(inputs, PixelShuffleHead(name="pixel_shuffle_head")(x), config.use_global_features, config.use_length,
+                   global_steps, config.gru_units, config.bn_momentum)
     scores = classifier(x, n_classes, multilabel, config.dropout)
     return keras.Model(inputs, scores, name=f"cnn9_{config.variant}")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import keras
 import numpy as np
 
 from freesound_tf.config import StageConfig
-from freesound_tf.metrics import lwlrap
+from freesound_tf.metrics import f2_per_clip, lwlrap
 
 
 class StageState:
@@ -40,6 +41,22 @@ def learning_rate(stage: StageConfig, epoch: int) -> float:
     return stage.lr * stage.lr_factor ** sum(epoch >= m for m in stage.lr_milestones)
 
 
+def one_cycle_rate(stage: StageConfig, step: int, total_steps: int) -> float:
+    """One-cycle rate at batch ``step`` (0-based; ``total_steps`` is the end of the stage).
+
+    Cosine warm-up from ``lr / one_cycle_div`` to ``lr`` over the first ``one_cycle_pct_start`` of
+    the steps, then cosine annealing from ``lr`` to ``lr / one_cycle_final_div`` at the end.
+    """
+    if not 0 <= step <= total_steps or total_steps < 1:
+        raise ValueError(f"one_cycle_rate: step {step} outside [0, total_steps={total_steps}]")
+    warm = stage.one_cycle_pct_start * total_steps
+    if step < warm:
+        start, end, fraction = stage.lr / stage.one_cycle_div, stage.lr, step / warm
+    else:
+        start, end, fraction = stage.lr, stage.lr / stage.one_cycle_final_div, (step - warm) / (total_steps - warm)
+    return end + (start - end) * (1.0 + math.cos(math.pi * fraction)) / 2.0
+
+
 def mixup_active(stage: StageConfig, epoch: int) -> bool:
     if stage.mixup_prob <= 0:
         return False
@@ -47,17 +64,71 @@ def mixup_active(stage: StageConfig, epoch: int) -> bool:
     return not (stage.mixup_until_first_milestone and first is not None and epoch >= first)
 
 
-class StageSchedule(keras.callbacks.Callback):
-    """Sets the learning rate and switches mixup on/off at the start of every epoch."""
+def effects_active(stage: StageConfig, epoch: int) -> bool:
+    """Seed 000's audio effects run before ``effects_until_epoch`` (1-based; 0: in every epoch)."""
+    return stage.effects_until_epoch == 0 or epoch < stage.effects_until_epoch
 
-    def __init__(self, stage: StageConfig, set_mixup: Callable[[float], None]) -> None:
+
+class StageSchedule(keras.callbacks.Callback):
+    """Sets the learning rate and switches mixup and the audio effects on/off at the start of every epoch.
+
+    One-cycle (``lr_schedule``) sets the rate per batch and needs ``steps_per_epoch``; steps count
+    from the stage's start, so a stage resumed at epoch e continues the cycle where it stopped.
+    """
+
+    def __init__(self, stage: StageConfig, set_mixup: Callable[[float], None],
+                 set_effects: Callable[[bool], None] | None = None, steps_per_epoch: int | None = None) -> None:
         super().__init__()
+        if stage.lr_schedule == "one_cycle" and not steps_per_epoch:
+            raise ValueError("StageSchedule: lr_schedule 'one_cycle' needs steps_per_epoch >= 1")
         self.stage = stage
         self.set_mixup = set_mixup
+        self.set_effects = set_effects
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.model.optimizer.learning_rate.assign(learning_rate(self.stage, epoch + 1))
+        self.epoch = epoch
+        if self.stage.lr_schedule == "step":
+            self.model.optimizer.learning_rate.assign(learning_rate(self.stage, epoch + 1))
         self.set_mixup(self.stage.mixup_prob if mixup_active(self.stage, epoch + 1) else 0.0)
+        if self.set_effects is not None:
+            self.set_effects(effects_active(self.stage, epoch + 1))
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self.stage.lr_schedule == "one_cycle":
+            step = self.epoch * self.steps_per_epoch + batch
+            total = self.stage.epochs * self.steps_per_epoch
+            self.model.optimizer.learning_rate.assign(one_cycle_rate(self.stage, min(step, total), total))
+
+
+class F2Curriculum(keras.callbacks.Callback):
+    """Seed 001's "f2cl": before each epoch, score the stage's training clips with the current model
+    and train the epoch only on clips whose F2 at threshold 0.2 is below ``f2_below``.
+
+    ``predict_train(model, rows)`` returns the scores of cache rows ``rows`` in order (the recipe's
+    TTA). When no clip is below the bar the epoch trains on all clips: a Keras epoch cannot be
+    empty, and that is the same as f2cl off for one epoch. The clips trained on are counted in ``f2_clips``.
+    """
+
+    def __init__(self, f2_below: float, train_input,
+                 predict_train: Callable[[keras.Model, np.ndarray], np.ndarray]) -> None:
+        super().__init__()
+        self.f2_below = f2_below
+        self.train_input = train_input
+        self.predict_train = predict_train
+        self.selected = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        indices = self.train_input.indices
+        f2 = f2_per_clip(self.train_input.labels[indices], self.predict_train(self.model, indices))
+        hard = f2 < self.f2_below
+        self.train_input.set_active(indices[hard] if hard.any() else None)
+        self.selected = len(self.train_input.active)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["f2_clips"] = self.selected
 
 
 class ClipValidation(keras.callbacks.Callback):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +16,22 @@ import keras
 import numpy as np
 import pandas as pd
 
+from freesound_tf.calibration import apply_temperature, calibrate
 from freesound_tf.config import Recipe
 from freesound_tf.data.cache import WaveformCache
 from freesound_tf.data.folds import load_folds, make_folds, save_folds
-from freesound_tf.data.pipeline import TrainInput
+from freesound_tf.data.pipeline import TrainInput, eval_dataset
 from freesound_tf.data.prepare import PreparedData
 from freesound_tf.inference import model_inputs, predict_clips
 from freesound_tf.losses import get_loss
 from freesound_tf.metrics import lwlrap, map_at_k, per_class_lwlrap
 from freesound_tf.models import build_model
+from freesound_tf.training.adapt import adapt_model, adaptable_layers
+from freesound_tf.training.distribute import Distribution, make_distribution
+from freesound_tf.training.init_weights import initialise_from_run
 from freesound_tf.training.plots import plot_learning_curves, plot_per_class
+from freesound_tf.training.precision import dtype_policy, loss_scaled
+from freesound_tf.training.retrain import RETRAINED, retrain_on_validation
 from freesound_tf.training.run_folder import open_run_folder, write_run_info, write_task
 from freesound_tf.training.stage import fit_stage
 
@@ -42,30 +49,57 @@ class MemberResult:
 class MemberTrainer:
     """Everything one member's training needs, shared by its stages and folds."""
 
-    def __init__(self, recipe: Recipe, data: PreparedData, run_dir: Path, verbose: int = 1) -> None:
-        self.recipe, self.data, self.run_dir, self.verbose = recipe, data, Path(run_dir), verbose
+    def __init__(self, recipe: Recipe, data: PreparedData, run_dir: Path, verbose: int = 1,
+                 distribution: Distribution | None = None) -> None:
+        self.recipe, self.data, self.verbose = recipe, data, verbose
+        self.distribution = distribution or make_distribution(recipe.train.strategy)
+        # Every worker runs the same steps; only the chief's go to the run folder, the others write
+        # a scratch copy beside it (removed when the member finishes) and read their own on resume.
+        self.run_dir = Path(run_dir)
+        if not self.distribution.is_chief:
+            self.run_dir = self.run_dir / f".worker{self.distribution.worker_index}"
         self.inputs = model_inputs(recipe)
         self.classes = list(data.layout.classes.names)
         self.multilabel = data.layout.multilabel
-        self.variable_length = recipe.train.tta == "full"
+        # Seed 002's random batch lengths also need a model that takes any length.
+        self.variable_length = (recipe.train.tta in ("full", "multi_length")
+                                or bool(recipe.pipeline.random_length_percentiles))
 
     # -- building blocks -------------------------------------------------------------------
     def make_model(self) -> keras.Model:
-        return build_model(self.recipe, len(self.classes), self.multilabel, self.variable_length)
+        # Layers keep the policy they were built with (also through .keras), so it is set only here.
+        with dtype_policy(self.recipe.train.precision):
+            return build_model(self.recipe, len(self.classes), self.multilabel, self.variable_length)
 
     def compile_model(self, model: keras.Model, lr: float) -> None:
         train = self.recipe.train
         options = {"smoothing": train.label_smoothing} if train.loss == "bce_smooth" else {}
         if train.loss == "cce":
             options = {"label_smoothing": train.label_smoothing}
-        model.compile(optimizer=keras.optimizers.Nadam(learning_rate=lr), loss=get_loss(train.loss, **options))
+        optimizer = loss_scaled(keras.optimizers.Nadam(learning_rate=lr), train.precision)
+        model.compile(optimizer=optimizer, loss=get_loss(train.loss, **options), jit_compile=train.jit_compile)
+
+    def initialise(self, model: keras.Model, stage_name: str) -> keras.Model:
+        """A freshly built model, started from ``train.init_from``'s same stage when the recipe says so."""
+        if self.recipe.train.init_from:
+            initialise_from_run(model, Path(self.recipe.train.init_from), stage_name)
+        return model
+
+    def adapt(self, model: keras.Model, cache: WaveformCache, rows: np.ndarray) -> keras.Model:
+        """Fit the model's fixed data-dependent layers (seed 002's PCA) on this stage's training clips only;
+        loaded checkpoints carry theirs."""
+        if adaptable_layers(model):
+            p = self.recipe.pipeline
+            adapt_model(model, eval_dataset(cache, rows, p.crop_seconds, self.recipe.audio.sample_rate,
+                                            p.batch_size, n_crops=1, inputs=self.inputs))
+        return model
 
     def predict(self, model: keras.Model, cache: WaveformCache, indices: np.ndarray) -> np.ndarray:
         return predict_clips(model, cache, indices, self.recipe)
 
     def train_input(self, cache: WaveformCache, labels: np.ndarray, indices: np.ndarray) -> TrainInput:
         return TrainInput(cache, labels, self.recipe.pipeline, self.recipe.audio.sample_rate, indices,
-                          inputs=self.inputs)
+                          inputs=self.inputs, augment=self.recipe.augment)
 
     # -- the two stages ----------------------------------------------------------------------
     def pretrain(self, curated: WaveformCache, curated_labels: np.ndarray) -> Path | None:
@@ -75,13 +109,17 @@ class MemberTrainer:
             return None
         noisy_split = self.data.splits["noisy"]
         with noisy_split.open() as noisy:
-            noisy_labels = noisy_split.labels(noisy)
+            # The noisy cache may hold more clips than a relabelled noisy CSV lists: train on the listed ones.
+            noisy_labels = noisy_split.labels(noisy, allow_extra=True)
             every = np.arange(len(curated))
             best = fit_stage(
-                self.make_model, self.compile_model, stage, self.run_dir / "pretrain",
-                self.train_input(noisy, noisy_labels, np.arange(len(noisy))),
+                lambda: self.adapt(self.initialise(self.make_model(), "pretrain"), noisy, noisy_split.rows(noisy)),
+                self.compile_model, stage,
+                self.run_dir / "pretrain",
+                self.train_input(noisy, noisy_labels, noisy_split.rows(noisy)),
                 lambda m: self.predict(m, curated, every), curated_labels,
-                self.run_dir / "tensorboard" / "pretrain", self.verbose)
+                self.run_dir / "tensorboard" / "pretrain", self.verbose,
+                predict_train=lambda m, rows: self.predict(m, noisy, rows), distribution=self.distribution)
         return best
 
     def finetune_fold(self, k: int, folds: np.ndarray, curated: WaveformCache, labels: np.ndarray,
@@ -93,19 +131,30 @@ class MemberTrainer:
             return json.loads(done.read_text())
         train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         assert not set(train_idx) & set(val_idx)
-        make = (lambda: keras.models.load_model(pretrained, compile=False)) if pretrained else self.make_model
+        if pretrained:
+            make = lambda: keras.models.load_model(pretrained, compile=False)  # noqa: E731
+        else:
+            make = lambda: self.adapt(self.initialise(self.make_model(), f"fold{k}"), curated, train_idx)  # noqa: E731
         started = time.time()
         best_path = fit_stage(
             make, self.compile_model, self.recipe.train.finetune, fold_dir,
             self.train_input(curated, labels, train_idx),
             lambda m: self.predict(m, curated, val_idx), labels[val_idx],
-            self.run_dir / "tensorboard" / f"fold{k}", self.verbose)
+            self.run_dir / "tensorboard" / f"fold{k}", self.verbose,
+            predict_train=lambda m, rows: self.predict(m, curated, rows), distribution=self.distribution)
         best = keras.models.load_model(best_path, compile=False)
         oof = self.predict(best, curated, val_idx)
         np.save(fold_dir / "oof.npy", oof)
         # The fnames each fold model trained on: the leak check and a human can verify OOF honesty.
         (fold_dir / "train_fnames.txt").write_text("\n".join(curated.fnames[i] for i in train_idx) + "\n")
         (fold_dir / "val_fnames.txt").write_text("\n".join(curated.fnames[i] for i in val_idx) + "\n")
+        epochs = self.recipe.train.retrain_on_val_epochs
+        if epochs:
+            # Seed 003: the model now also learns fold k's clips. Only the test clips (and predict /
+            # export) are scored by it; the OOF above came from the model that never saw fold k.
+            best = retrain_on_validation(best_path, self.compile_model, self.train_input(curated, labels, val_idx),
+                                         self.recipe.train.finetune, epochs, fold_dir / RETRAINED, self.verbose,
+                                         self.distribution)
         if test is not None:
             np.save(fold_dir / "test.npy", self.predict(best, test, np.arange(len(test))))
         state = json.loads((fold_dir / "state.json").read_text())
@@ -147,10 +196,13 @@ class MemberTrainer:
             test = test_split.open() if test_split is not None else None
             try:
                 summaries = [self.finetune_fold(k, folds, curated, labels, test, pretrained) for k in wanted]
-                return self._collect(curated, labels, folds, wanted, summaries, test, test_split)
+                result = self._collect(curated, labels, folds, wanted, summaries, test, test_split)
             finally:
                 if test is not None:
                     test.close()
+        if not self.distribution.is_chief:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        return result
 
     def _collect(self, curated, labels, folds, wanted, summaries, test, test_split) -> MemberResult:
         oof = np.full(labels.shape, np.nan, np.float32)
@@ -185,6 +237,11 @@ class MemberTrainer:
                 metrics["test_lwlrap"] = lwlrap(test_labels, test_scores)
                 if not self.multilabel:
                     metrics["test_map3"] = map_at_k(test_labels, test_scores, 3)
+        if self.recipe.train.calibration == "temperature":  # fit on OOF only; test.npy stays raw
+            metrics["calibration"] = calibrate(oof[covered], labels[covered], self.multilabel)
+            if test_scores is not None:
+                np.save(self.run_dir / "test_calibrated.npy",
+                        apply_temperature(test_scores, metrics["calibration"]["temperature"], self.multilabel))
         (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
         self._plots(wanted, per_class)
         test_note = f", test lwlrap {metrics['test_lwlrap']:.4f}" if "test_lwlrap" in metrics else ""
@@ -211,6 +268,8 @@ def _write_scores_csv(path: Path, fnames, scores: np.ndarray, classes: list[str]
     table.to_csv(path, index=False, float_format="%.6f")
 
 
-def train_member(recipe: Recipe, data: PreparedData, run_dir: str | Path, verbose: int = 1) -> MemberResult:
-    """Train (or resume) one member end to end and write its run folder."""
-    return MemberTrainer(recipe, data, Path(run_dir), verbose).run()
+def train_member(recipe: Recipe, data: PreparedData, run_dir: str | Path, verbose: int = 1,
+                 distribution: Distribution | None = None) -> MemberResult:
+    """Train (or resume) one member end to end and write its run folder (``train.strategy`` picks the
+    distribution unless one is given; create it before other TensorFlow work for multi-worker runs)."""
+    return MemberTrainer(recipe, data, Path(run_dir), verbose, distribution).run()

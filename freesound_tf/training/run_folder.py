@@ -107,5 +107,8 @@ def load_run(run_dir: str | Path) -> RunInfo:
     folds = tuple(sorted(run_dir.glob("fold*/done.json"), key=lambda p: int(p.parent.name[4:])))
     if not folds:
         raise FileNotFoundError(f"{run_dir}: no finished fold yet; finish training with `freesound-tf train`")
+    # A fold retrained on its validation clips (train.retrain_on_val_epochs) scores new clips with that model.
+    models = tuple(p.parent / "retrained.keras" if (p.parent / "retrained.keras").exists() else p.parent / "best.keras"
+                   for p in folds)
     return RunInfo(run_dir, load_recipe(run_dir / "recipe.toml"), ClassMap.from_json(run_dir / "classes.json"),
-                   task["layout"], task["multilabel"], tuple(p.parent / "best.keras" for p in folds))
+                   task["layout"], task["multilabel"], models)

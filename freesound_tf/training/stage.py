@@ -11,7 +11,8 @@ import numpy as np
 
 from freesound_tf.config import StageConfig
 from freesound_tf.data.pipeline import TrainInput
-from freesound_tf.training.callbacks import ClipValidation, StageSchedule, StageState
+from freesound_tf.training.callbacks import ClipValidation, F2Curriculum, StageSchedule, StageState
+from freesound_tf.training.distribute import Distribution, make_distribution
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,17 @@ def fit_stage(
     val_labels: np.ndarray,
     tensorboard_dir: Path,
     verbose: int = 1,
+    predict_train: Callable[[keras.Model, np.ndarray], np.ndarray] | None = None,
+    distribution: Distribution | None = None,
 ) -> Path:
     """Train ``stage.epochs`` epochs (or resume), return the path of the best checkpoint.
 
     A finished stage is not trained again; an unfinished one continues from ``last.keras``
-    (weights and optimizer state) at the epoch after the last completed one.
+    (weights and optimizer state) at the epoch after the last completed one. ``predict_train``
+    (model, cache rows -> their scores) is needed when ``stage.f2_below > 0``. Under a
+    ``distribution`` the models are built, loaded and fitted in its scope (``make_model`` need not).
     """
+    distribution = distribution or make_distribution("default")
     stage_dir.mkdir(parents=True, exist_ok=True)
     state = StageState(stage_dir)
     best = stage_dir / "best.keras"
@@ -42,18 +48,27 @@ def fit_stage(
     last = stage_dir / "last.keras"
     if state.epochs_done and last.exists():
         log.info("%s: resuming after epoch %d", stage_dir.name, state.epochs_done)
-        model = keras.models.load_model(last)
+        with distribution.scope():
+            model = keras.models.load_model(last)
     else:
         state = StageState(stage_dir, resume=False)
-        model = make_model()
-        compile_model(model, stage.lr)
+        with distribution.scope():
+            model = make_model()
+            compile_model(model, stage.lr)
+    distribution.adopt(model)
     callbacks = [
-        StageSchedule(stage, lambda prob: setattr(train_input, "mixup_prob", prob)),
+        StageSchedule(stage, lambda prob: setattr(train_input, "mixup_prob", prob), train_input.set_effects,
+                      steps_per_epoch=len(train_input) // distribution.replicas),
         ClipValidation(stage, stage_dir, state, predict_val, val_labels),
         keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), write_graph=False),
     ]
-    model.fit(train_input.dataset(), epochs=stage.epochs, initial_epoch=state.epochs_done,
-              callbacks=callbacks, verbose=verbose)
+    if stage.f2_below > 0:
+        if predict_train is None:
+            raise ValueError("fit_stage: stage f2_below > 0 needs predict_train (scores of the training clips)")
+        callbacks.insert(1, F2Curriculum(stage.f2_below, train_input, predict_train))  # logs before ClipValidation
+    with distribution.scope():
+        model.fit(distribution.dataset(train_input), epochs=stage.epochs, initial_epoch=state.epochs_done,
+                  callbacks=callbacks, verbose=verbose)
     state.finished = True
     state.save()
     if not best.exists():

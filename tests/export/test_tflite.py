@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from freesound_tf.config import FrontendConfig
-from freesound_tf.export import DftPowerSpectrum, TFLiteConversionError, convert_tflite, export_run
+from freesound_tf.export import DftPowerSpectrum, convert_tflite, export_run
 from freesound_tf.export.tflite import unsupported_ops
 from freesound_tf.layers import SpectralPower
 from tests.export.helpers import library_scores, random_clips

@@ -1,7 +1,6 @@
 """Two-stage k-fold training on a tiny synthesized set: run folder, OOF honesty, resume."""
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import keras
 import numpy as np

@@ -1,0 +1,84 @@
+"""Benchmark: every rebuilt system on real audio, side by side, then one stacker over all of them.
+
+Trains each CPU-sized recipe (cnn9 = models/demo.toml, plus bench/recipes/*_cpu.toml: seed 000's
+deep-supervision CNNs, seed 001's XResNet, seed 002's MobileNetV2 + PCA, seed 003's ResNeXt) on
+the shared UrbanSound8K subset in the FAT2019 layout with the same curated folds, lists OOF and
+test lwlrap per system, then stacks all members (stacking/demo.toml): the stacker accepts them all.
+
+Usage: python bench/systems.py [--folds 3] [--epochs-scale 1.0] [--pretrain] [--recipes A.toml ...]
+Needs ../shared/data/urbansound8k-subset and ../shared/tools/make_fat_layout.py.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from urbansound import SHARED, make_layout  # noqa: E402
+
+DEFAULT_RECIPES = [REPO / "models" / "demo.toml", *sorted((REPO / "bench" / "recipes").glob("*_cpu.toml"))]
+
+
+def member_recipe(path: Path, folds: int, epochs_scale: float, pretrain: bool):
+    from freesound_tf.config import FoldsConfig, load_recipe, scale_epochs
+
+    recipe = scale_epochs(load_recipe(path), epochs_scale)
+    train = recipe.train
+    if not pretrain:
+        train = dataclasses.replace(train, pretrain=dataclasses.replace(train.pretrain, epochs=0))
+    # One fold assignment for every member, so their OOF predictions line up for stacking.
+    return dataclasses.replace(recipe, name=f"urban-{path.stem}", train=train,
+                               folds=FoldsConfig(n_splits=folds, seed=42))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default=str(REPO / "work" / "bench-systems"))
+    parser.add_argument("--folds", type=int, default=3, help="curated folds (default 3)")
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help="scale every recipe's epochs")
+    parser.add_argument("--pretrain", action="store_true", help="keep the recipes' noisy pretraining stage")
+    parser.add_argument("--recipes", nargs="*", type=Path, default=DEFAULT_RECIPES)
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "systems.json"))
+    args = parser.parse_args()
+    if not (SHARED / "data" / "urbansound8k-subset").exists():
+        sys.exit(f"{SHARED}/data/urbansound8k-subset not found: this benchmark needs the shared data")
+
+    from freesound_tf.data.prepare import prepare_data
+    from freesound_tf.stacking import run_stacking
+    from freesound_tf.training.member import train_member
+
+    work = Path(args.work)
+    layout = make_layout(work / "data")
+    rows, runs = {}, []
+    for path in args.recipes:
+        recipe = member_recipe(path, args.folds, args.epochs_scale, args.pretrain)
+        data = prepare_data(layout, recipe.audio, work, workers=None, progress=False)
+        start = time.time()
+        result = train_member(recipe, data, work / "runs" / recipe.name, verbose=0)
+        runs.append(result.run_dir)
+        rows[f"{path.stem} ({recipe.model.name})"] = {
+            "oof_lwlrap": result.metrics["oof_lwlrap"], "test_lwlrap": result.metrics.get("test_lwlrap"),
+            "seconds": round(time.time() - start)}
+        print(f"{path.stem}: {rows[f'{path.stem} ({recipe.model.name})']}", flush=True)
+    table = run_stacking(REPO / "stacking" / "demo.toml", runs, work / "stack")  # prints its own table
+    for row in table["rows"]:
+        if row["kind"] != "member":
+            rows[f"{row['kind']}: {row['name']}"] = row
+
+    print(f"\nUrbanSound8K subset, FAT2019 layout, {args.folds}-fold curated CV, epochs x {args.epochs_scale}, "
+          f"{'noisy pretraining' if args.pretrain else 'no pretraining'}")
+    print(f"{'system':40s} {'OOF lwlrap':>11s} {'test lwlrap':>12s} {'seconds':>8s}")
+    for label, row in rows.items():
+        test = f"{row['test_lwlrap']:.4f}" if row.get("test_lwlrap") is not None else "-"
+        print(f"{label:40s} {row['oof_lwlrap']:11.4f} {test:>12s} {row.get('seconds', 0):8d}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"members": rows, "stack_table": table}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
