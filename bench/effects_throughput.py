@@ -18,42 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+from synthetic import synthetic_cache, tones_and_bursts
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class Folder:
-    """A cacheable split: every WAV of a folder."""
-
-    def __init__(self, name: str, root: Path, n: int) -> None:
-        self.name, self.root = name, root
-        self.fnames = [f"c{k:05d}.wav" for k in range(n)]
-
-    def paths(self) -> list[Path]:
-        return [self.root / f for f in self.fnames]
-
-
-def synth(rng: np.random.Generator, length: int, sr: int) -> np.ndarray:
-    t = np.arange(length) / sr
-    tone = sum(np.sin(2 * np.pi * f * t) / (k + 1) for k, f in enumerate(rng.uniform(100, 2000, 3)))
-    bursts = rng.normal(size=length) * (np.sin(2 * np.pi * rng.uniform(0.5, 4) * t) > 0.5)
-    return (0.15 * tone + 0.1 * bursts).astype(np.float32)
-
-
-def build(work: Path, n: int, seconds: float, sr: int) -> Path:
-    from freesound_tf.config import AudioConfig
-    from freesound_tf.data.cache import build_cache
-
-    folder = work / f"clips{n}_{sr}"
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(n)
-    for k in range(n):
-        path = folder / f"c{k:05d}.wav"
-        if not path.exists():
-            sf.write(path, synth(rng, int(seconds * sr), sr), sr, subtype="PCM_16")
-    audio = AudioConfig(sample_rate=sr, trim_top_db=0.0)
-    return build_cache(Folder(f"fx{n}_{sr}", folder, n), audio, work / "cache")
 
 
 def stream(train, batches: int) -> dict[str, float]:
@@ -77,7 +44,7 @@ def stream(train, batches: int) -> dict[str, float]:
 def per_effect_ms(sr: int, crop_len: int) -> dict[str, float]:
     from freesound_tf.augmentation import effects as fx
 
-    clip = synth(np.random.default_rng(0), crop_len, sr)
+    clip = tones_and_bursts(np.random.default_rng(0), crop_len, sr)
     cases = {
         "pitch +2 st": lambda: fx.pitch_tempo(clip, sr, 2.0, 1.0),
         "tempo x1.15": lambda: fx.pitch_tempo(clip, sr, 0.0, 1.15),
@@ -113,7 +80,9 @@ def main() -> None:
     from freesound_tf.data.pipeline import TrainInput
 
     sr = args.sample_rate
-    cache = WaveformCache(build(Path(args.work), args.clips, args.seconds, sr))
+    cache = WaveformCache(synthetic_cache(Path(args.work), f"fx{args.clips}_{sr}", args.clips,
+                                          (args.seconds, args.seconds), sr, tones_and_bursts, seed=args.clips,
+                                          workers=None))
     labels = np.eye(10, dtype=np.float32)[np.arange(len(cache)) % 10]
     pipeline = PipelineConfig(crop_seconds=args.crop, batch_size=args.batch_size)
     load_before = os.getloadavg()

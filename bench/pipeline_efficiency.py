@@ -30,36 +30,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
+from synthetic import synthetic_cache  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.90
-
-
-class Folder:
-    """A cacheable split: every WAV of a folder."""
-
-    def __init__(self, root: Path, n: int) -> None:
-        self.name, self.root = "bench", root
-        self.fnames = [f"c{k:05d}.wav" for k in range(n)]
-
-    def paths(self) -> list[Path]:
-        return [self.root / f for f in self.fnames]
-
-
-def build(work: Path, n: int, crop_seconds: float, sample_rate: int) -> Path:
-    """Cache of ``n`` noise clips 1x-2.5x the crop long (so crops land at random offsets)."""
-    from freesound_tf.config import AudioConfig
-    from freesound_tf.data.cache import build_cache
-
-    folder = work / "clips"
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for path in Folder(folder, n).paths():
-        length = int(crop_seconds * sample_rate * rng.uniform(1.0, 2.5))
-        sf.write(path, (0.1 * rng.normal(size=length)).astype(np.float32), sample_rate, subtype="PCM_16")
-    audio = AudioConfig(sample_rate=sample_rate, trim_top_db=0.0)
-    return build_cache(Folder(folder, n), audio, work / "cache", workers=1, progress=False)
 
 
 def make_model(args: argparse.Namespace, n_classes: int):
@@ -161,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        cache = WaveformCache(build(Path(tmp), args.clips, args.seconds, args.sample_rate))
+        cache = WaveformCache(synthetic_cache(  # clips 1x-2.5x the crop: crops at random offsets
+            Path(tmp), "bench", args.clips, (args.seconds, 2.5 * args.seconds), args.sample_rate))
         labels = np.eye(args.classes, dtype=np.float32)[np.arange(len(cache)) % args.classes]
         config = PipelineConfig(crop_seconds=args.seconds, batch_size=args.batch)
         inputs = ("waveform", "length") if args.no_global_features else ("waveform", "global_features", "length")

@@ -1,8 +1,9 @@
-"""Benchmark: peak memory while streaming training batches does not grow with the number of clips.
+"""Benchmark: peak memory while training does not grow with the number of cached clips.
 
 Builds two waveform caches of synthetic clips (default 1,000 and 20,000), then, each in a fresh
-process, streams the same number of training batches (random crops + global features + mixup)
-through the tf.data pipeline and records the peak resident memory. Goal: growth < 10 %.
+process, trains a small cnn9 for the same number of steps on training batches (random crops +
+global features + mixup) from the tf.data pipeline and records the peak resident memory.
+Goal: growth < 10 %. ``--pipeline-only`` streams the batches without a model.
 
 Usage: python bench/pipeline_memory.py [--small 1000] [--large 20000] [--batches 300] [--json OUT]
 """
@@ -17,40 +18,26 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+from synthetic import synthetic_cache
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 
 
-class Folder:
-    """A cacheable split: every WAV of a folder."""
+def small_cnn9(crop_seconds: float):
+    import keras
 
-    def __init__(self, name: str, root: Path, n: int) -> None:
-        self.name, self.root = name, root
-        self.fnames = [f"c{k:06d}.wav" for k in range(n)]
+    from freesound_tf.config import FrontendConfig, ModelConfig
+    from freesound_tf.models import build_cnn9
 
-    def paths(self) -> list[Path]:
-        return [self.root / f for f in self.fnames]
-
-
-def build(work: Path, n: int, seconds: float) -> Path:
-    from freesound_tf.config import AudioConfig
-    from freesound_tf.data.cache import build_cache
-
-    folder = work / f"clips{n}"
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(n)
-    length = int(seconds * SR)
-    for k in range(n):
-        path = folder / f"c{k:06d}.wav"
-        if not path.exists():
-            sf.write(path, (0.1 * rng.normal(size=length)).astype(np.float32), SR, subtype="PCM_16")
-    return build_cache(Folder(f"mem{n}", folder, n), AudioConfig(sample_rate=SR, trim_top_db=0.0), work / "cache")
+    config = ModelConfig(variant="se", stem_width=8, block_widths=(8, 16, 16, 16), gru_units=8)
+    model = build_cnn9(config, FrontendConfig(n_fft=256, hop_length=128), 10, SR, crop_seconds)
+    model.compile(optimizer=keras.optimizers.Nadam(1e-3), loss="binary_crossentropy")
+    return model
 
 
-def stream(cache_path: str, batches: int) -> dict:
-    """Runs in a fresh process: stream ``batches`` batches, report peak RSS."""
+def stream(cache_path: str, batches: int, train_model: bool) -> dict:
+    """Runs in a fresh process: train on (or only stream) ``batches`` batches, report peak RSS."""
     from freesound_tf.config import PipelineConfig
     from freesound_tf.data.cache import WaveformCache
     from freesound_tf.data.pipeline import TrainInput
@@ -59,10 +46,14 @@ def stream(cache_path: str, batches: int) -> dict:
     labels = np.eye(10, dtype=np.float32)[np.arange(len(cache)) % 10]
     train = TrainInput(cache, labels, PipelineConfig(crop_seconds=0.5, batch_size=32), SR, mixup_prob=0.5)
     ds = train.dataset().repeat()
+    model = small_cnn9(0.5) if train_model else None
     start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    for _ in ds.take(batches):
-        pass
+    if model is not None:
+        model.fit(ds, steps_per_epoch=batches, epochs=1, verbose=0)
+    else:
+        for _ in ds.take(batches):
+            pass
     return {"clips": len(cache), "batches": batches, "seconds": time.perf_counter() - start,
             "rss_after_setup_mb": start_rss / 1024,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -76,16 +67,18 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--work", default=str(REPO / "work" / "bench-memory"))
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "pipeline_memory.json"))
+    parser.add_argument("--pipeline-only", action="store_true", help="stream batches without training a model")
     parser.add_argument("--stream", help=argparse.SUPPRESS)  # internal: child process mode
     args = parser.parse_args()
     if args.stream:
-        print(json.dumps(stream(args.stream, args.batches)))
+        print(json.dumps(stream(args.stream, args.batches, not args.pipeline_only)))
         return
     work = Path(args.work)
     results = []
     for n in (args.small, args.large):
-        cache = build(work, n, args.seconds)
-        out = subprocess.run([sys.executable, __file__, "--stream", str(cache), "--batches", str(args.batches)],
+        cache = synthetic_cache(work, f"mem{n}", n, (args.seconds, args.seconds), SR, seed=n, workers=None)
+        child = [sys.executable, __file__, "--stream", str(cache), "--batches", str(args.batches)]
+        out = subprocess.run(child + (["--pipeline-only"] if args.pipeline_only else []),
                              check=True, capture_output=True, text=True).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
     small, large = results
@@ -93,9 +86,11 @@ def main() -> None:
     print(f"{'clips':>8s} {'batches':>8s} {'peak RSS MB':>12s} {'batches/s':>10s}")
     for row in results:
         print(f"{row['clips']:8d} {row['batches']:8d} {row['peak_rss_mb']:12.1f} {row['batches'] / row['seconds']:10.1f}")
-    print(f"peak RSS growth {args.small} -> {args.large} clips: {100 * growth:+.1f} % (goal < 10 %)")
+    what = "streaming batches" if args.pipeline_only else "training a small cnn9"
+    print(f"peak RSS growth {args.small} -> {args.large} clips, {what}: {100 * growth:+.1f} % (goal < 10 %)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"runs": results, "growth": growth}, indent=1))
+    Path(args.json).write_text(json.dumps({"runs": results, "growth": growth, "training": not args.pipeline_only},
+                                          indent=1))
 
 
 if __name__ == "__main__":

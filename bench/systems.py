@@ -3,7 +3,9 @@
 Trains each CPU-sized recipe (cnn9 = models/demo.toml, plus bench/recipes/*_cpu.toml: seed 000's
 deep-supervision CNNs, seed 001's XResNet, seed 002's MobileNetV2 + PCA, seed 003's ResNeXt) on
 the shared UrbanSound8K subset in the FAT2019 layout with the same curated folds, lists OOF and
-test lwlrap per system, then stacks all members (stacking/demo.toml): the stacker accepts them all.
+test lwlrap per system, then stacks all members (stacking/demo.toml) and exports the stacked
+ensemble of every system as one SavedModel, scoring test clips with it in a TensorFlow-only
+process: the stacker and the export accept them all.
 
 Usage: python bench/systems.py [--folds 3] [--epochs-scale 1.0] [--pretrain] [--recipes A.toml ...]
 Needs ../shared/data/urbansound8k-subset and ../shared/tools/make_fat_layout.py.
@@ -69,6 +71,7 @@ def main() -> None:
     for row in table["rows"]:
         if row["kind"] != "member":
             rows[f"{row['kind']}: {row['name']}"] = row
+    served = export_and_serve(runs, work, layout)
 
     print(f"\nUrbanSound8K subset, FAT2019 layout, {args.folds}-fold curated CV, epochs x {args.epochs_scale}, "
           f"{'noisy pretraining' if args.pretrain else 'no pretraining'}")
@@ -77,7 +80,37 @@ def main() -> None:
         test = f"{row['test_lwlrap']:.4f}" if row.get("test_lwlrap") is not None else "-"
         print(f"{label:40s} {row['oof_lwlrap']:11.4f} {test:>12s} {row.get('seconds', 0):8d}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"members": rows, "stack_table": table}, indent=1))
+    print(f"stacked SavedModel of all {len(runs)} systems: test lwlrap {served['test_lwlrap']:.4f} on "
+          f"{served['clips']} clips scored in a TensorFlow-only process -> {served['saved_model']}")
+    Path(args.out).write_text(json.dumps({"members": rows, "stack_table": table, "export": served}, indent=1))
+
+
+_SERVE = """
+import json, sys
+import numpy as np, soundfile as sf, tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+scores = [serve(waveform=tf.constant(sf.read(p, dtype="float32")[0][None, :]))["scores"].numpy()[0]
+          for p in sys.argv[2:]]
+print(json.dumps(np.asarray(scores).tolist()))
+"""
+
+
+def export_and_serve(runs: list[Path], work: Path, layout: Path) -> dict:
+    """Export every member blended by the stacker; score the test clips with TensorFlow alone."""
+    import subprocess
+
+    import numpy as np
+
+    from freesound_tf.data.layout import load_layout
+    from freesound_tf.export import export_run
+    from freesound_tf.metrics import lwlrap
+
+    saved = export_run(runs, work / "export", work / "stack")
+    test = load_layout(layout).splits["test"]
+    done = subprocess.run([sys.executable, "-c", _SERVE, str(saved), *map(str, test.paths())],
+                          capture_output=True, text=True, check=True)
+    scores = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {"saved_model": str(saved), "clips": len(scores), "test_lwlrap": lwlrap(test.labels, scores)}
 
 
 if __name__ == "__main__":

@@ -61,8 +61,8 @@ class Distribution:
         """Call on a model built or loaded in :meth:`scope`, before ``fit``.
 
         Keras binds the strategy at construction and then, in multi-worker mode, all-reduces a
-        whole input batch just to build the model; forgetting it makes ``fit`` take the strategy
-        from the scope it runs in (see :meth:`fit`) and build while tracing instead.
+        whole input batch just to build the model; forgetting it makes ``fit`` (run inside
+        :meth:`scope`) take the strategy from that scope and build while tracing instead.
         """
         if self.name == "multi_worker":
             model._distribute_strategy = None
