@@ -93,8 +93,8 @@ def build_cnn9(config: ModelConfig, frontend: FrontendConfig, n_classes: int, sa
             x = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_smooth")(x)
             x = axis_pool(x, pooling, POOL_SIZES[i] if i < len(POOL_SIZES) else 2, 2, name=f"{name}_pool")
 
-    x = head_input(inputs, PixelShuffleHead(name="pixel_shuffle_head")(x), config.use_global_features, config.use_length,
-                   global_steps, config.gru_units, config.bn_momentum)
+    x = head_input(inputs, PixelShuffleHead(name="pixel_shuffle_head")(x), config.use_global_features,
+                   config.use_length, global_steps, config.gru_units, config.bn_momentum)
     scores = classifier(x, n_classes, multilabel, config.dropout)
     return keras.Model(inputs, scores, name=f"cnn9_{config.variant}")
 

@@ -76,9 +76,10 @@ def assemble(waveform, spectrum, config: ModelConfig, options: DsCnnOptions, n_c
     if n_classes < 1:
         raise ValueError(f"n_classes must be >= 1, got {n_classes}")
     inputs = {"waveform": waveform}
-    x = head_input(inputs, deep_supervised_features(spectrum, options.widths(), options.start_deep_supervision_on,
-                                         options.aggregation, options.residual, config.bn_momentum), config.use_global_features, config.use_length,
-                   global_steps, config.gru_units, config.bn_momentum)
+    body = deep_supervised_features(spectrum, options.widths(), options.start_deep_supervision_on,
+                                    options.aggregation, options.residual, config.bn_momentum)
+    x = head_input(inputs, body, config.use_global_features, config.use_length, global_steps, config.gru_units,
+                   config.bn_momentum)
     x = layers.Dense(options.hidden_units, activation="relu", name="head_hidden")(x)
     scores = classifier(x, n_classes, multilabel, options.output_dropout)
     return keras.Model(inputs, scores, name=name)

@@ -122,8 +122,9 @@ def build_resnext(config: ModelConfig, frontend: FrontendConfig, n_classes: int,
             x = bottleneck(x, inner, out, opts.cardinality, stride, opts.bn_momentum,
                            name=f"stage{i + 1}_block{j + 1}")
 
-    x = head_input(inputs, layers.GlobalAveragePooling2D(name="avg_pool")(x), config.use_global_features, config.use_length,
-                   global_steps, config.gru_units, opts.bn_momentum)
+    pooled = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = head_input(inputs, pooled, config.use_global_features, config.use_length, global_steps, config.gru_units,
+                   opts.bn_momentum)
     scores = classifier(x, n_classes, multilabel, config.dropout)
     kind = "resnet" if opts.cardinality == 1 else f"resnext{opts.cardinality}x{opts.bottleneck_width}d"
     return keras.Model(inputs, scores, name=kind)

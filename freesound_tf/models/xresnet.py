@@ -127,8 +127,9 @@ def build_xresnet(config: ModelConfig, frontend: FrontendConfig, n_classes: int,
             x = res_block(x, options.base_width * 2 ** s, expansion, 2 if s > 0 and b == 0 else 1, momentum,
                           name=f"stage{s + 1}_block{b + 1}", attention=attention)
 
-    x = head_input(inputs, layers.Concatenate(name="avg_max_pool")([layers.GlobalAveragePooling2D(name="pool_avg")(x),
-                                                         layers.GlobalMaxPooling2D(name="pool_max")(x)]), config.use_global_features, config.use_length,
-                   global_steps, config.gru_units, momentum)
+    pooled = layers.Concatenate(name="avg_max_pool")([layers.GlobalAveragePooling2D(name="pool_avg")(x),
+                                                      layers.GlobalMaxPooling2D(name="pool_max")(x)])
+    x = head_input(inputs, pooled, config.use_global_features, config.use_length, global_steps, config.gru_units,
+                   momentum)
     scores = classifier(x, n_classes, multilabel, config.dropout)
     return keras.Model(inputs, scores, name=f"xresnet{options.depth}{'ssa' if options.self_attention else ''}")

@@ -40,9 +40,8 @@ def _epoch_rows(train_input: TrainInput, **shard) -> list[list[int]]:
 
 
 def test_worker_shards_partition_each_epoch_into_equal_step_counts() -> None:
-    n, batch = 37, 4
-    make = lambda: TrainInput(_Cache(n), np.eye(3)[np.arange(n) % 3], PipelineConfig(batch_size=batch, seed=3),  # noqa: E731
-                              100, inputs=("waveform",))
+    n, labels, config = 37, np.eye(3)[np.arange(37) % 3], PipelineConfig(batch_size=4, seed=3)
+    make = lambda: TrainInput(_Cache(n), labels, config, 100, inputs=("waveform",))  # noqa: E731
     whole = _epoch_rows(make())
     shards = [_epoch_rows(make(), shards=2, shard=k, replicas=2) for k in (0, 1)]
     assert len(whole) == 9 and [len(s) for s in shards] == [4, 4]  # 9 batches cut to 8 for 2 replicas
