@@ -99,6 +99,7 @@ class WaveformCache:
             raise OSError(f"{self.path}: not a readable waveform cache ({err}); delete it to rebuild") from None
         self._index = {fname: i for i, fname in enumerate(self.fnames)}
         self._file: h5py.File | None = None
+        self._samples: h5py.Dataset | None = None  # kept open: a lookup per read costs as much as the read
         self._pid = -1
 
     def _load_metadata(self, f: h5py.File) -> None:
@@ -121,7 +122,7 @@ class WaveformCache:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_file"], state["_pid"] = None, -1
+        state["_file"], state["_samples"], state["_pid"] = None, None, -1
         return state
 
     def index_of(self, fname: str) -> int:
@@ -148,7 +149,7 @@ class WaveformCache:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-            self._file = None
+            self._file, self._samples = None, None
 
     def __enter__(self) -> WaveformCache:
         return self
@@ -161,12 +162,14 @@ class WaveformCache:
         stop = n if stop is None else min(int(stop), n)
         if not 0 <= start <= stop:
             raise ValueError(f"{self.path}: read({i}, start={start}, stop={stop}) needs 0 <= start <= stop")
-        offset = int(self.offsets[i])
-        return self._handle()["samples"][offset + start:offset + stop]
+        offset = self.offsets[i]
+        self._handle()
+        return self._samples[offset + start:offset + stop]
 
     def _handle(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")
+            self._samples = self._file["samples"]
             self._pid = os.getpid()
         return self._file
 

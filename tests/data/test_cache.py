@@ -117,7 +117,7 @@ def test_partial_read_only_touches_the_slice(built):
 
     with h5py.File(path, "r") as f:
         assert f["samples"].chunks is None and f["samples"].dtype == np.int16
-        wc._file, wc._pid = {"samples": Spy(f["samples"])}, os.getpid()
+        wc._file, wc._samples, wc._pid = f, Spy(f["samples"]), os.getpid()
         wc.read(3, 100, 250)
     offset = int(wc.offsets[3])
     assert requested == [slice(offset + 100, offset + 250)]
