@@ -24,16 +24,16 @@ def masked_copy(clip: np.ndarray, sample_rate: int, rng: np.random.Generator, ti
     copy) a band covering up to ``freq_fraction`` of the mel scale between 0 Hz and Nyquist. Both widths
     and positions are uniform.
     """
-    copy = np.array(clip, np.float32)
-    n = len(copy)
-    width = int(rng.integers(0, int(time_fraction * n) + 1))
-    start = int(rng.integers(0, n - width + 1))
-    copy[start:start + width] = 0.0
+    n = len(clip)
     top_mel = librosa.hz_to_mel(sample_rate / 2)
     band = rng.uniform(0.0, freq_fraction) * top_mel
     low_mel = rng.uniform(0.0, top_mel - band)
     low_hz, high_hz = librosa.mel_to_hz(np.array([low_mel, low_mel + band]))
-    spectrum = np.fft.rfft(copy)
+    spectrum = np.fft.rfft(clip)
     freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
     spectrum[(freqs >= low_hz) & (freqs <= high_hz)] = 0.0
-    return np.concatenate([np.asarray(clip, np.float32), np.fft.irfft(spectrum, n).astype(np.float32)])
+    copy = np.fft.irfft(spectrum, n).astype(np.float32)
+    width = int(rng.integers(0, int(time_fraction * n) + 1))
+    start = int(rng.integers(0, n - width + 1))
+    copy[start:start + width] = 0.0  # after the band-stop, so the span stays silent
+    return np.concatenate([np.asarray(clip, np.float32), copy])
