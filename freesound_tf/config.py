@@ -325,6 +325,8 @@ class TrainConfig:
         _check(self.focal_alpha is None or 0.0 <= self.focal_alpha <= 1.0, "train.focal_alpha",
                "must be in [0, 1] (or unset: no class balancing)")
         _check(self.class_reduction in ("mean", "sum"), "train.class_reduction", "must be 'mean' or 'sum'")
+        _check(self.class_reduction == "mean" or self.loss in ("bce", "bce_smooth", "focal"), "train.class_reduction",
+               "'sum' needs a per-class loss (bce, bce_smooth or focal)")
         _check(self.loss_scale > 0, "train.loss_scale", "must be > 0")
         _check(0.0 <= self.f2_mask_below <= 1.0, "train.f2_mask_below", "must be in [0, 1] (0: off)")
         _check(self.optimizer in OPTIMIZERS, "train.optimizer", f"must be one of {', '.join(OPTIMIZERS)}")

@@ -191,9 +191,6 @@ def recipe_loss(train, extra_columns: bool = False) -> keras.losses.Loss:
         options = {"gamma": train.focal_gamma, "alpha": train.focal_alpha}
     loss = get_loss(train.loss, **options)
     class_sum = train.class_reduction == "sum"
-    if class_sum and train.loss not in ("bce", "bce_smooth", "focal"):
-        raise ValueError(f"train.class_reduction = 'sum' needs a per-class loss (bce, bce_smooth, focal), "
-                         f"not {train.loss!r}")
     if class_sum or train.loss_scale != 1.0 or train.f2_mask_below > 0 or extra_columns:
         loss = AdaptedLoss(loss, train.loss_scale, class_sum, train.f2_mask_below)
     return loss
