@@ -40,20 +40,32 @@ class PipelineConfig:
     crop_seconds: float = 5.0
     batch_size: int = 32
     eval_crops: int = 3  # deterministic crops at start / middle / end for validation and TTA
-    mixup_mode: str = "fixed"  # "fixed": lambda = mixup_lambda; "beta": lambda ~ Beta(alpha, alpha)
+    # The weight of the example itself: "fixed": mixup_lambda; "beta": ~ Beta(alpha, alpha);
+    # "uniform": ~ U(mixup_uniform_range) (seed 001: [0, 0.5], seed 000: [0.4, 0.6]).
+    mixup_mode: str = "fixed"
     mixup_lambda: float = 0.7
     mixup_alpha: float = 0.4
+    mixup_uniform_range: tuple[float, ...] = (0.0, 1.0)
     mixup_label_rule: str = "blend"  # "blend": lambda-weighted labels; "or": element-wise max
     # Seed 002's variable-length training: (low, high) percentiles of the training clips' lengths;
     # each batch is cropped to a random length between them. Empty: every batch is crop_seconds long.
     random_length_percentiles: tuple[float, ...] = ()
+    random_length_seconds: tuple[float, ...] = ()  # the same with [low, high] in seconds (seed 002's code)
+    # "window": every clip is cut (or zero-padded) to the batch's length (crop_seconds or a random length).
+    # "whole" (seed 000): clips are used whole, a random crop_seconds window of longer ones; each batch is
+    # zero-padded at the end to its longest clip.
+    crop_mode: str = "window"
     seed: int = 42
 
     def __post_init__(self) -> None:
         _check(self.crop_seconds > 0, "pipeline.crop_seconds", "must be > 0")
         _check(self.batch_size >= 1, "pipeline.batch_size", "must be >= 1")
         _check(self.eval_crops >= 1, "pipeline.eval_crops", "must be >= 1")
-        _check(self.mixup_mode in ("fixed", "beta"), "pipeline.mixup_mode", "must be 'fixed' or 'beta'")
+        _check(self.mixup_mode in ("fixed", "beta", "uniform"), "pipeline.mixup_mode",
+               "must be 'fixed', 'beta' or 'uniform'")
+        r = self.mixup_uniform_range
+        _check(len(r) == 2 and 0.0 <= r[0] <= r[1] <= 1.0, "pipeline.mixup_uniform_range",
+               "must be [low, high] with 0 <= low <= high <= 1")
         _check(0.0 < self.mixup_lambda <= 1.0, "pipeline.mixup_lambda", "must be in (0, 1]")
         _check(self.mixup_alpha > 0, "pipeline.mixup_alpha", "must be > 0")
         _check(self.mixup_label_rule in ("blend", "or"), "pipeline.mixup_label_rule",
@@ -61,6 +73,14 @@ class PipelineConfig:
         p = self.random_length_percentiles
         _check(p == () or (len(p) == 2 and 0 <= p[0] <= p[1] <= 100), "pipeline.random_length_percentiles",
                "must be empty or [low, high] with 0 <= low <= high <= 100")
+        r = self.random_length_seconds
+        _check(r == () or (len(r) == 2 and 0 < r[0] <= r[1]), "pipeline.random_length_seconds",
+               "must be empty or [low, high] with 0 < low <= high")
+        _check(not (p and r), "pipeline.random_length_seconds",
+               "set random_length_percentiles or random_length_seconds, not both")
+        _check(self.crop_mode in ("window", "whole"), "pipeline.crop_mode", "must be 'window' or 'whole'")
+        _check(self.crop_mode == "window" or not (p or r), "pipeline.crop_mode",
+               "'whole' takes each clip's own length; drop random_length_percentiles / random_length_seconds")
 
 
 @dataclass(frozen=True)
@@ -79,9 +99,19 @@ class AugmentConfig:
     reverb_wet_level: tuple[float, ...] = (0.1, 0.5)  # reverberated share of the mix in [0, 1]
     p_overdrive: float = 0.5
     overdrive_gain_db: tuple[float, ...] = (5.0, 15.0)  # drive before tanh clipping, on the peak-normalized clip
+    # Seed 000: with this probability a clip is cut into equal chunks of about shuffle_chunk_seconds that
+    # are put back in random order. Switched off together with the effects (effects_until_epoch).
+    p_shuffle_chunks: float = 0.0
+    shuffle_chunk_seconds: float = 0.5
+    # Seed 003 (resnet50): a clip shorter than the training crop is followed by a copy of itself with one
+    # time mask (up to this fraction of the copy zeroed) and one frequency band removed (up to this
+    # fraction of the mel scale up to Nyquist), then cropped / padded as usual.
+    short_clip_masked_copy: bool = False
+    masked_copy_time_fraction: float = 0.2
+    masked_copy_freq_fraction: float = 0.15
 
     def __post_init__(self) -> None:
-        for name in ("p_effects", "p_pitch", "p_tempo", "p_reverb", "p_overdrive"):
+        for name in ("p_effects", "p_pitch", "p_tempo", "p_reverb", "p_overdrive", "p_shuffle_chunks"):
             _check(0.0 <= getattr(self, name) <= 1.0, f"augment.{name}", "must be in [0, 1]")
         bounds = {"pitch_semitones": (-24.0, 24.0), "tempo_range": (0.25, 4.0), "reverb_room_size": (0.0, 1.0),
                   "reverb_wet_level": (0.0, 1.0), "overdrive_gain_db": (0.0, 60.0)}
@@ -89,6 +119,9 @@ class AugmentConfig:
             r = getattr(self, name)
             _check(len(r) == 2 and lo <= r[0] <= r[1] <= hi, f"augment.{name}",
                    f"must be [low, high] with {lo:g} <= low <= high <= {hi:g}")
+        _check(self.shuffle_chunk_seconds > 0, "augment.shuffle_chunk_seconds", "must be > 0")
+        for name in ("masked_copy_time_fraction", "masked_copy_freq_fraction"):
+            _check(0.0 <= getattr(self, name) <= 1.0, f"augment.{name}", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -120,6 +153,10 @@ class FrontendConfig:
     freq_mask_width: int = 8
     random_erasing: float = 0.0  # seed 002: probability per clip of erasing one rectangle (training only)
     random_erasing_max_area: float = 0.25  # largest erased fraction of the time x mel plane
+    # Seed 002 (Keras ImageDataGenerator, training only): shift along time by up to this fraction of the
+    # frames either way, edge frames repeated; reverse time with probability time_flip.
+    time_shift: float = 0.0
+    time_flip: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.n_fft >= 16, "frontend.n_fft", "must be >= 16")
@@ -135,6 +172,8 @@ class FrontendConfig:
                "time_mask_width and freq_mask_width must be >= 1")
         _check(0.0 <= self.random_erasing <= 1.0, "frontend.random_erasing", "must be in [0, 1]")
         _check(0.0 < self.random_erasing_max_area <= 1.0, "frontend.random_erasing_max_area", "must be in (0, 1]")
+        _check(0.0 <= self.time_shift <= 1.0, "frontend.time_shift", "must be in [0, 1]")
+        _check(0.0 <= self.time_flip <= 1.0, "frontend.time_flip", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -189,6 +228,8 @@ class StageConfig:
     one_cycle_pct_start: float = 0.3
     one_cycle_div: float = 25.0
     one_cycle_final_div: float = 1e4
+    one_cycle_anneal: str = "cos"  # "cos" (fastai) or "linear" (seed 000) between the three rates
+    steps_per_epoch: int = 0  # > 0: an epoch is this many batches drawn with replacement (seed 001); 0: one pass
     effects_until_epoch: int = 0  # audio effects are switched off from this epoch (1-based) on; 0: never
     f2_below: float = 0.0  # > 0: each epoch trains only on clips whose F2 at threshold 0.2 is below this
 
@@ -207,6 +248,11 @@ class StageConfig:
                "one_cycle_div and one_cycle_final_div must be >= 1")
         _check(self.effects_until_epoch >= 0, "effects_until_epoch", "must be >= 0")
         _check(0.0 <= self.f2_below <= 1.0, "f2_below", "must be in [0, 1]")
+        _check(self.one_cycle_anneal in ("cos", "linear"), "one_cycle_anneal", "must be 'cos' or 'linear'")
+        _check(self.steps_per_epoch >= 0, "steps_per_epoch", "must be >= 0 (0: one pass over the clips)")
+
+
+OPTIMIZERS = ("nadam", "adam", "adamw", "sgd")
 
 
 @dataclass(frozen=True)
@@ -215,6 +261,26 @@ class TrainConfig:
 
     loss: str = "bce_smooth"  # bce | bce_smooth | focal | lsep | cce
     label_smoothing: float = 0.01  # targets y * (1 - 2e) + e for bce_smooth
+    focal_gamma: float = 2.0
+    focal_alpha: float | None = None  # None: no class balancing (seed 001); e.g. 0.25 as in Lin et al.
+    # How a clip's per-class loss terms combine ("sum" = mean x classes, seed 001's focal) and a factor on
+    # the whole loss (seed 001's BCE: 100). Both matter with global_clipnorm and weight decay.
+    class_reduction: str = "mean"
+    loss_scale: float = 1.0
+    # Seed 001's f2cl as its code does it: each batch's loss averages only the clips whose F2 (scores > 0.2
+    # against the mixed targets) is below this; 0: off. (The stage key f2_below selects clips per epoch.)
+    f2_mask_below: float = 0.0
+    # Optimizer: nadam (seed 004) | adam (000, 002; amsgrad for 000) | adamw (001) | sgd. weight_decay is
+    # decoupled (variable -= lr * weight_decay * variable) for every optimizer, as Keras applies it.
+    optimizer: str = "nadam"
+    weight_decay: float = 0.0
+    beta_1: float = 0.9  # adam family
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+    amsgrad: bool = False  # adam / adamw
+    momentum: float = 0.0  # sgd
+    nesterov: bool = False  # sgd
+    global_clipnorm: float = 0.0  # > 0: gradients scaled to at most this global L2 norm (torch clip_grad_norm_)
     pretrain: StageConfig = field(default_factory=StageConfig)
     finetune: StageConfig = field(default_factory=lambda: StageConfig(epochs=40))
     # TTA: "crops": pipeline.eval_crops fixed crops; "full": whole clips; "multi_length": for each of
@@ -226,6 +292,13 @@ class TrainConfig:
     # Seed 003: after fold k's best model wrote its OOF predictions, train it this many more epochs on
     # fold k's validation clips and score the test clips with that model (OOF stays honest).
     retrain_on_val_epochs: int = 0
+    # Which model of a retrained fold scores test clips (and predict / export): "retrained", or "mix": the
+    # mean of the original and the retrained model (seed 003 mixed both).
+    retrain_test: str = "retrained"
+    # Seed 000: noisy clips (the noisy CSV, e.g. relabelled) join the curated TRAINING folds of the fine-tune
+    # stage; validation / OOF stay curated. "split": fold k gets the k-th of n_splits disjoint parts (seed
+    # 000's default); "all": every fold gets all of them (its --share_noisy); "none".
+    noisy_in_finetune: str = "none"
     calibration: str = "none"  # "temperature": one temperature fit on the OOF scores -> test_calibrated.npy
     folds_to_run: tuple[int, ...] = ()  # empty: every fold
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (frontend, output stay float32)
@@ -245,6 +318,24 @@ class TrainConfig:
         _check(self.tta_random_crops >= 1, "train.tta_random_crops", "must be >= 1")
         _check(self.tta_combine in ("mean", "gmean"), "train.tta_combine", "must be 'mean' or 'gmean'")
         _check(self.retrain_on_val_epochs >= 0, "train.retrain_on_val_epochs", "must be >= 0")
+        _check(self.retrain_test in ("retrained", "mix"), "train.retrain_test", "must be 'retrained' or 'mix'")
+        _check(self.noisy_in_finetune in ("none", "split", "all"), "train.noisy_in_finetune",
+               "must be 'none', 'split' or 'all'")
+        _check(self.focal_gamma >= 0, "train.focal_gamma", "must be >= 0")
+        _check(self.focal_alpha is None or 0.0 <= self.focal_alpha <= 1.0, "train.focal_alpha",
+               "must be in [0, 1] (or unset: no class balancing)")
+        _check(self.class_reduction in ("mean", "sum"), "train.class_reduction", "must be 'mean' or 'sum'")
+        _check(self.class_reduction == "mean" or self.loss in ("bce", "bce_smooth", "focal"), "train.class_reduction",
+               "'sum' needs a per-class loss (bce, bce_smooth or focal)")
+        _check(self.loss_scale > 0, "train.loss_scale", "must be > 0")
+        _check(0.0 <= self.f2_mask_below <= 1.0, "train.f2_mask_below", "must be in [0, 1] (0: off)")
+        _check(self.optimizer in OPTIMIZERS, "train.optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        _check(0.0 <= self.beta_1 < 1.0 and 0.0 <= self.beta_2 < 1.0, "train.beta_1",
+               "beta_1 and beta_2 must be in [0, 1)")
+        _check(self.epsilon > 0, "train.epsilon", "must be > 0")
+        _check(0.0 <= self.momentum < 1.0, "train.momentum", "must be in [0, 1)")
+        _check(self.global_clipnorm >= 0, "train.global_clipnorm", "must be >= 0 (0: no clipping)")
         _check(self.calibration in ("none", "temperature"), "train.calibration", "must be 'none' or 'temperature'")
         _check(self.precision in ("float32", "mixed_float16", "mixed_bfloat16"), "train.precision",
                "must be 'float32', 'mixed_float16' or 'mixed_bfloat16'")

@@ -13,11 +13,13 @@ def mixup_batch(
     lam: float = 0.7,
     alpha: float = 0.4,
     label_rule: str = "blend",
+    uniform_range: tuple[float, ...] = (0.0, 1.0),
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Mix each example, with probability ``prob``, with a random partner from the same batch.
 
     ``mode="fixed"`` uses the constant weight ``lam`` for the example itself (seed 004 mixes raw
-    audio with 0.7); ``mode="beta"`` draws the weight from Beta(alpha, alpha) per example.
+    audio with 0.7); ``mode="beta"`` draws the weight from Beta(alpha, alpha) per example;
+    ``mode="uniform"`` from U(uniform_range) per example (seed 001: [0, 0.5], the partner dominates).
     Labels follow ``label_rule``: ``"blend"`` weights them like the audio, ``"or"`` keeps every label
     of both clips (element-wise max). Every float input (waveform, global features, length) is
     blended with the same weight, so the side inputs stay consistent with the mixed audio.
@@ -27,7 +29,12 @@ def mixup_batch(
         return inputs, labels
     mixed = rng.random(n) < prob
     partner = rng.permutation(n)
-    weight = np.full(n, lam, np.float32) if mode == "fixed" else rng.beta(alpha, alpha, n).astype(np.float32)
+    if mode == "fixed":
+        weight = np.full(n, lam, np.float32)
+    elif mode == "uniform":
+        weight = rng.uniform(uniform_range[0], uniform_range[1], n).astype(np.float32)
+    else:
+        weight = rng.beta(alpha, alpha, n).astype(np.float32)
     # Examples that are not mixed (or drew themselves as partner) keep weight 1.
     weight = np.where(mixed & (partner != np.arange(n)), weight, np.float32(1.0))
 

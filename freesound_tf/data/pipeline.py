@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from freesound_tf.augmentation import EffectChain, mixup_batch
+from freesound_tf.augmentation.clip_ops import masked_copy, shuffle_chunks
 from freesound_tf.config import AugmentConfig, PipelineConfig
 
 ALL_INPUTS = ("waveform", "global_features", "length")
@@ -32,6 +33,25 @@ class CacheReader(Protocol):
         """Rows in any order, repeats allowed (eval batches repeat a clip once per crop)."""
 
 
+MIN_CLIP_SECONDS = 1.0  # whole clips shorter than this are zero-padded to it (whole STFT frames)
+
+
+def _offset(length: int, crop_len: int, position: float) -> int:
+    span = abs(length - crop_len)
+    # floor(position * (span + 1)) makes a uniform position in [0, 1) a uniform integer offset.
+    return min(int(position * (span + 1)), span)
+
+
+def fit_window(clip: np.ndarray, crop_len: int, position: float) -> np.ndarray:
+    """``clip`` cut or zero-padded to ``crop_len`` samples, the window (or the clip in it) placed at ``position``."""
+    offset = _offset(len(clip), crop_len, position)
+    if len(clip) >= crop_len:
+        return clip[offset:offset + crop_len]
+    out = np.zeros(crop_len, np.float32)
+    out[offset:offset + len(clip)] = clip
+    return out
+
+
 def crop_clip(cache: CacheReader, row: int, crop_len: int, position: float) -> np.ndarray:
     """Crop (or zero-pad) trimmed clip ``row`` to ``crop_len`` samples.
 
@@ -39,14 +59,10 @@ def crop_clip(cache: CacheReader, row: int, crop_len: int, position: float) -> n
     A clip shorter than the window is placed at the same relative offset inside it.
     """
     length = int(cache.lengths[row])
-    span = abs(length - crop_len)
-    # floor(position * (span + 1)) makes a uniform position in [0, 1) a uniform integer offset.
-    offset = min(int(position * (span + 1)), span)
     if length >= crop_len:
+        offset = _offset(length, crop_len, position)
         return cache.read(row, offset, offset + crop_len)
-    out = np.zeros(crop_len, np.float32)
-    out[offset:offset + length] = cache.read(row, 0, length)
-    return out
+    return fit_window(cache.read(row, 0, length), crop_len, position)
 
 
 def _read_side_inputs(cache: CacheReader, rows: np.ndarray, inputs: Sequence[str]) -> dict[str, np.ndarray]:
@@ -82,6 +98,7 @@ class TrainInput:
         inputs: Sequence[str] = ALL_INPUTS,
         mixup_prob: float = 0.0,
         augment: AugmentConfig | None = None,
+        steps_per_epoch: int = 0,
     ) -> None:
         self.cache = cache
         self.labels = np.asarray(labels, np.float32)
@@ -90,16 +107,24 @@ class TrainInput:
         self.indices = np.arange(len(self.labels)) if indices is None else np.asarray(indices, np.int64)
         if len(self.indices) == 0:
             raise ValueError("TrainInput: no clips to train on (empty index set)")
-        # Seed 002: each batch gets its own length, uniform between these percentiles of the clips' lengths.
-        percentiles = config.random_length_percentiles
-        self.length_range = (tuple(max(1, int(round(v))) for v in np.percentile(cache.lengths[self.indices],
-                                                                                percentiles))
-                             if percentiles else None)
+        # Seed 002: each batch gets its own length, uniform between these percentiles of the clips' lengths
+        # (or these seconds).
+        percentiles, seconds = config.random_length_percentiles, config.random_length_seconds
+        bounds = (np.percentile(cache.lengths[self.indices], percentiles) if percentiles
+                  else np.asarray(seconds) * sample_rate)
+        self.length_range = tuple(max(1, int(round(v))) for v in bounds) if percentiles or seconds else None
+        self.min_len = int(round(MIN_CLIP_SECONDS * sample_rate))
+        self.sample_rate = sample_rate
+        self.steps_per_epoch = steps_per_epoch
         self.inputs = tuple(inputs)
         self.mixup_prob = mixup_prob
         self.augment = augment or AugmentConfig()
         self.effects_prob = self.augment.p_effects
+        self.shuffle_prob = self.augment.p_shuffle_chunks
         self.effects = EffectChain(self.augment, sample_rate)
+        if self.augment.short_clip_masked_copy and config.crop_mode != "window":
+            raise ValueError("augment.short_clip_masked_copy: needs pipeline.crop_mode = 'window' (the copy fills "
+                             "the training crop)")
         self.active = self.indices  # the clips epochs draw from; see set_active
 
     @property
@@ -109,13 +134,17 @@ class TrainInput:
         return len(self.indices) >= self.config.batch_size
 
     def __len__(self) -> int:
-        """Batches per epoch."""
+        """Batches per epoch: ``steps_per_epoch``, or one pass over the clips."""
+        if self.steps_per_epoch:
+            return self.steps_per_epoch
         n, b = len(self.indices), self.config.batch_size
         return n // b if self.drop_remainder else 1
 
     def set_effects(self, on: bool) -> None:
-        """Audio effects on (at ``augment.p_effects``) or off for the next epochs (seed 000 stops them late)."""
+        """Audio effects (and seed 000's chunk shuffle) on (at their ``augment`` probabilities) or off for
+        the next epochs (seed 000 stops them late)."""
         self.effects_prob = self.augment.p_effects if on else 0.0
+        self.shuffle_prob = self.augment.p_shuffle_chunks if on else 0.0
 
     def set_active(self, rows: np.ndarray | None) -> None:
         """Draw the next epochs only from ``rows`` (a subset of ``indices``); None: from all of them.
@@ -140,19 +169,47 @@ class TrainInput:
     def _active_rows(self, slots: np.ndarray) -> np.ndarray:
         return self.active[slots % len(self.active)]
 
+    def _clip_audio(self, row: int, crop_len: int, position: float, rng: np.random.Generator | None) -> np.ndarray:
+        """Clip ``row``'s training audio before padding: a ``crop_len`` window of a longer clip, else the
+        whole clip; then the per-clip augmentations (``rng`` is None when none is on)."""
+        length = int(self.cache.lengths[row])
+        offset = _offset(length, crop_len, position) if length >= crop_len else 0
+        clip = self.cache.read(row, offset, offset + min(length, crop_len))
+        if rng is None:
+            return clip
+        augment = self.augment
+        if self.shuffle_prob > 0 and rng.random() < self.shuffle_prob:
+            clip = shuffle_chunks(clip, int(round(augment.shuffle_chunk_seconds * self.sample_rate)), rng)
+        if augment.short_clip_masked_copy and length < crop_len:
+            clip = masked_copy(clip, self.sample_rate, rng, augment.masked_copy_time_fraction,
+                               augment.masked_copy_freq_fraction)
+        return clip
+
+    def _waveforms(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        positions = rng.random(len(rows))
+        if self.config.crop_mode == "whole":
+            # Seed 000: as long as the batch's longest clip, at most crop_seconds; shorter clips start at 0.
+            lengths = self.cache.lengths[rows]
+            crop_len = min(max(int(lengths.max()), self.min_len), self.crop_len)
+            positions = np.where(lengths > crop_len, positions, 0.0)
+        else:
+            crop_len = self._crop_length(rng)
+        per_clip = self.shuffle_prob > 0 or self.augment.short_clip_masked_copy
+        clip_rng = rng.spawn(1)[0] if per_clip else None  # a child stream: the other draws stay the same
+        clips = [self._clip_audio(int(r), crop_len, p, clip_rng) for r, p in zip(rows, positions)]
+        return np.stack([fit_window(c, crop_len, p) for c, p in zip(clips, positions)])
+
     def _load(self, rows: np.ndarray, seed: np.int64) -> tuple[np.ndarray, ...]:
         rng = np.random.default_rng(int(seed) & 0x7FFFFFFFFFFFFFFF)
-        positions = rng.random(len(rows))
-        crop_len = self._crop_length(rng)
-        batch = {"waveform": np.stack([crop_clip(self.cache, int(r), crop_len, p)
-                                       for r, p in zip(rows, positions)])}
-        if self.effects_prob > 0:  # a child stream: crops and mixup draw what they draw without effects
-            batch["waveform"] = self.effects.batch(batch["waveform"], rng.spawn(1)[0], self.effects_prob)
+        batch = {"waveform": self._waveforms(rows, rng)}
         batch.update(_read_side_inputs(self.cache, rows, self.inputs))
         batch = {k: batch[k] for k in self.inputs}
         cfg = self.config
         batch, labels = mixup_batch(batch, self.labels[rows], rng, self.mixup_prob, cfg.mixup_mode,
-                                    cfg.mixup_lambda, cfg.mixup_alpha, cfg.mixup_label_rule)
+                                    cfg.mixup_lambda, cfg.mixup_alpha, cfg.mixup_label_rule,
+                                    uniform_range=cfg.mixup_uniform_range)
+        if self.effects_prob > 0:  # after mixup, as seed 000; a child stream keeps crops and mixup draws unchanged
+            batch["waveform"] = self.effects.batch(batch["waveform"], rng.spawn(1)[0], self.effects_prob)
         return tuple(batch[k] for k in self.inputs) + (labels,)
 
     def dataset(self, shards: int = 1, shard: int = 0, replicas: int = 1) -> tf.data.Dataset:
@@ -168,15 +225,23 @@ class TrainInput:
         if n_batches == 0:
             raise ValueError(f"TrainInput: {len(self.indices)} clips make no full batch of {cfg.batch_size} "
                              f"for each of {replicas} replicas; lower pipeline.batch_size or add clips")
-        order = tf.data.Dataset.from_tensor_slices(np.arange(len(self.indices)))  # slots, see set_active
-        order = order.shuffle(len(self.indices), seed=cfg.seed, reshuffle_each_iteration=True)
+        n_slots = len(self.indices)  # slots, see set_active
+        if self.steps_per_epoch:
+            # Seed 001's fixed-size epochs: slots drawn uniformly with replacement, the same on every worker.
+            order = tf.data.Dataset.random(seed=cfg.seed + 1, rerandomize_each_iteration=True).map(
+                lambda v: tf.math.floormod(v, n_slots))
+            rows = order.batch(cfg.batch_size, drop_remainder=True).take(n_batches)
+        else:
+            order = tf.data.Dataset.from_tensor_slices(np.arange(n_slots))
+            order = order.shuffle(n_slots, seed=cfg.seed, reshuffle_each_iteration=True)
+            rows = order.batch(cfg.batch_size, drop_remainder=self.drop_remainder).take(n_batches)
         # Workers draw crops and mixup from different streams.
         seeds = tf.data.Dataset.random(seed=cfg.seed + shard, rerandomize_each_iteration=True)
-        rows = order.batch(cfg.batch_size, drop_remainder=self.drop_remainder).take(n_batches)
         rows = rows.shard(shards, shard).map(
             lambda slots: tf.numpy_function(self._active_rows, [slots], tf.int64, stateful=True))
         batches = tf.data.Dataset.zip(rows, seeds)
-        spec = _signature(self.inputs, None if self.length_range else self.crop_len, self.cache.steps)
+        fixed = self.length_range is None and cfg.crop_mode == "window"
+        spec = _signature(self.inputs, self.crop_len if fixed else None, self.cache.steps)
         n_classes = self.labels.shape[1]
 
         def load(rows: tf.Tensor, seed: tf.Tensor):
@@ -270,7 +335,7 @@ def full_length_dataset(
     sample_rate: int,
     batch_size: int,
     max_batch_seconds: float = 600.0,
-    min_seconds: float = 1.0,
+    min_seconds: float = MIN_CLIP_SECONDS,
     inputs: Sequence[str] = ALL_INPUTS,
 ) -> tuple[tf.data.Dataset, np.ndarray]:
     """Whole trimmed clips, length-bucketed to keep padding small.

@@ -27,6 +27,7 @@ from keras import ops
 
 from freesound_tf.config import FrontendConfig
 from freesound_tf.layers.erasing import RandomErasing
+from freesound_tf.layers.time_shift import RandomTimeShiftFlip
 
 FRONTEND_DTYPE = "float32"
 _PACKAGE = "freesound_tf"
@@ -185,6 +186,8 @@ def build_frontend(config: FrontendConfig, sample_rate: int, input_samples: int 
                               name="spec_augment", **f32)(x)
     if config.random_erasing:
         x = RandomErasing(config.random_erasing, config.random_erasing_max_area, name="random_erasing", **f32)(x)
+    if config.time_shift or config.time_flip:
+        x = RandomTimeShiftFlip(config.time_shift, config.time_flip, name="time_shift_flip", **f32)(x)
     channels = [x]
     if config.deltas:
         delta = kapre.Delta(win_length=5, data_format="channels_last", name="delta", **f32)(x)

@@ -17,6 +17,7 @@ The PCA is fitted on the training clips by :func:`freesound_tf.training.adapt.ad
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -42,6 +43,11 @@ class MobileNetPcaOptions:
     dense_units: tuple[int, ...] = (1536, 384)
     adapter_channels: int = 10  # the first 1x1 conv; the second makes the 3 channels MobileNetV2 takes
     mel_only: bool = False  # stage 1 of the seed: no statistics / PCA branch
+    # MobileNetV2 start: "" random init; "imagenet" Keras' ImageNet weights (downloaded once to ~/.keras, as
+    # seed 002's MobileNetV2(include_top=False) did); or the path of a weights file for this MobileNetV2
+    # (e.g. the downloaded mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 on a machine
+    # without internet).
+    weights: str = ""
 
     def __post_init__(self) -> None:
         if self.alpha <= 0:
@@ -73,6 +79,21 @@ class PadFrames(layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "min_frames": self.min_frames, "value": self.value}
+
+
+def _mobilenet_v2(options: MobileNetPcaOptions, n_mels: int) -> keras.Model:
+    """The MobileNetV2 body over (time, mel, 3), started from ``options.weights``."""
+    if options.weights not in ("", "imagenet") and not Path(options.weights).is_file():
+        raise ConfigError(f"model.options.weights: {options.weights}: no such file; give the path of a MobileNetV2 "
+                          "weights file, 'imagenet' (downloads) or '' (random init)")
+    try:
+        return keras.applications.MobileNetV2(input_shape=(None, n_mels, 3), alpha=options.alpha, include_top=False,
+                                              weights=options.weights or None, name="mobilenetv2")
+    except Exception as err:  # noqa: BLE001 (download, file and shape errors alike become one recipe error)
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"model.options.weights: cannot start MobileNetV2 (alpha {options.alpha}) from "
+                          f"{options.weights!r} ({why}); give a weights file of that network, or '' for random "
+                          "init") from None
 
 
 def _preset(**options) -> ModelConfig:
@@ -110,8 +131,7 @@ def build_mobilenet_pca(config: ModelConfig, frontend: FrontendConfig, n_classes
     x = layers.BatchNormalization(name="mel_bn", **bn)(x)
     x = layers.Conv2D(options.adapter_channels, 1, activation="relu", name="to_rgb1")(x)
     x = layers.Conv2D(3, 1, activation="relu", name="to_rgb2")(x)
-    body = keras.applications.MobileNetV2(input_shape=(None, frontend.n_mels, 3), alpha=options.alpha,
-                                          include_top=False, weights=None, name="mobilenetv2")
+    body = _mobilenet_v2(options, frontend.n_mels)
     for layer in body.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = config.bn_momentum

@@ -2,8 +2,8 @@
 
 waveform -> log-mel (batch, time, mel, channels) [-> bilinear upsample] -> stem: three 3x3
 conv-BN-ReLU (the first stride 2) + 3x3/2 max pool -> 4 stages of residual blocks (widths
-base_width x 1, 2, 4, 8; the first stage stride 1, the others stride 2) -> global average and max
-pooling concatenated [+ global-feature branch] [+ length] -> classifier.
+base_width x 1, 2, 4, 8; the first stage stride 1, the others stride 2) -> global pooling (``head``)
+[+ global-feature branch] [+ length] -> classifier [-> seed 001's flip views, ``flip_views``].
 
 The "bag of tricks" details of XResNet:
 * basic blocks (two 3x3 convs; depth 18/34) or bottlenecks (1x1, 3x3, 1x1 with 4x expansion; 50);
@@ -26,6 +26,7 @@ from keras import layers
 from freesound_tf.config import ConfigError, FrontendConfig, ModelConfig
 from freesound_tf.layers import build_frontend, classifier, head_input
 from freesound_tf.layers.attention import SimpleSelfAttention
+from freesound_tf.layers.flip_views import VIEWS, FlipScores, FlipViews
 from freesound_tf.models.registry import model_options, register
 
 BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
@@ -42,6 +43,14 @@ class XResNetOptions:
     self_attention: bool = False  # the "ssa" variants
     bn_momentum: float = 0.9  # Keras convention (PyTorch's default momentum 0.1)
     upsample: int = 1  # bilinear log-mel upsampling factor (seed 001 resized 128x128 crops to 256x256)
+    # Seed 001: time- and mel-reversed views of every clip as extra classes, 4-way flip TTA
+    # (freesound_tf.layers.flip_views); scores keep the original classes.
+    flip_views: bool = False
+    # After the last stage: "avg_max" (average and max pooling concatenated -> classifier); "avg" (average
+    # pooling -> classifier: seed 001's xresnet*ssa); "fastai" (fastai's cnn_learner head that seed 001's
+    # plain xresnet34 / xresnet50 got: max and average pooling -> BN -> dropout 0.25 -> Dense 512 -> ReLU
+    # -> BN -> dropout 0.5 -> classifier).
+    head: str = "avg_max"
 
     def __post_init__(self) -> None:
         if self.depth not in BLOCKS:
@@ -54,6 +63,8 @@ class XResNetOptions:
             raise ConfigError("bn_momentum: must be in (0, 1)")
         if self.upsample < 1:
             raise ConfigError("upsample: must be >= 1 (1: no upsampling)")
+        if self.head not in ("avg_max", "avg", "fastai"):
+            raise ConfigError("head: must be 'avg_max', 'avg' or 'fastai'")
 
 
 def _preset(depth: int, ssa: bool) -> ModelConfig:
@@ -113,6 +124,11 @@ def build_xresnet(config: ModelConfig, frontend: FrontendConfig, n_classes: int,
     waveform = keras.Input((samples,), name="waveform", dtype="float32")
     inputs = {"waveform": waveform}
     x = build_frontend(frontend, sample_rate, samples)(waveform)
+    if options.flip_views:
+        if config.use_global_features or config.use_length:
+            raise ConfigError("model.options.flip_views: scores flipped spectrograms only; set "
+                              "model.use_global_features and model.use_length to false")
+        x, view = FlipViews(name="flip_views")(x)
     if options.upsample > 1:
         x = layers.UpSampling2D(options.upsample, interpolation="bilinear", name="upsample")(x)
 
@@ -127,9 +143,17 @@ def build_xresnet(config: ModelConfig, frontend: FrontendConfig, n_classes: int,
             x = res_block(x, options.base_width * 2 ** s, expansion, 2 if s > 0 and b == 0 else 1, momentum,
                           name=f"stage{s + 1}_block{b + 1}", attention=attention)
 
-    pooled = layers.Concatenate(name="avg_max_pool")([layers.GlobalAveragePooling2D(name="pool_avg")(x),
-                                                      layers.GlobalMaxPooling2D(name="pool_max")(x)])
+    average = layers.GlobalAveragePooling2D(name="pool_avg")(x)
+    pooled = average if options.head == "avg" else layers.Concatenate(name="avg_max_pool")(
+        [average, layers.GlobalMaxPooling2D(name="pool_max")(x)])
     x = head_input(inputs, pooled, config.use_global_features, config.use_length, global_steps, config.gru_units,
                    momentum)
-    scores = classifier(x, n_classes, multilabel, config.dropout)
+    dropout = config.dropout
+    if options.head == "fastai":
+        x = layers.Dropout(0.25, name="head_dropout1")(layers.BatchNormalization(momentum=momentum, name="head_bn1")(x))
+        x = layers.Dense(512, activation="relu", name="head_dense")(x)
+        x, dropout = layers.BatchNormalization(momentum=momentum, name="head_bn2")(x), 0.5
+    scores = classifier(x, n_classes * (VIEWS if options.flip_views else 1), multilabel, dropout)
+    if options.flip_views:
+        scores = FlipScores(name="flip_scores")([scores, view])
     return keras.Model(inputs, scores, name=f"xresnet{options.depth}{'ssa' if options.self_attention else ''}")

@@ -44,8 +44,9 @@ def learning_rate(stage: StageConfig, epoch: int) -> float:
 def one_cycle_rate(stage: StageConfig, step: int, total_steps: int) -> float:
     """One-cycle rate at batch ``step`` (0-based; ``total_steps`` is the end of the stage).
 
-    Cosine warm-up from ``lr / one_cycle_div`` to ``lr`` over the first ``one_cycle_pct_start`` of
-    the steps, then cosine annealing from ``lr`` to ``lr / one_cycle_final_div`` at the end.
+    Warm-up from ``lr / one_cycle_div`` to ``lr`` over the first ``one_cycle_pct_start`` of the steps,
+    then annealing from ``lr`` to ``lr / one_cycle_final_div`` at the end; both halves cosine (fastai,
+    seed 001) or linear (seed 000) after ``one_cycle_anneal``.
     """
     if not 0 <= step <= total_steps or total_steps < 1:
         raise ValueError(f"one_cycle_rate: step {step} outside [0, total_steps={total_steps}]")
@@ -54,6 +55,8 @@ def one_cycle_rate(stage: StageConfig, step: int, total_steps: int) -> float:
         start, end, fraction = stage.lr / stage.one_cycle_div, stage.lr, step / warm
     else:
         start, end, fraction = stage.lr, stage.lr / stage.one_cycle_final_div, (step - warm) / (total_steps - warm)
+    if stage.one_cycle_anneal == "linear":
+        return start + (end - start) * fraction
     return end + (start - end) * (1.0 + math.cos(math.pi * fraction)) / 2.0
 
 

@@ -17,18 +17,21 @@ import numpy as np
 import pandas as pd
 
 from freesound_tf.calibration import apply_temperature, calibrate
-from freesound_tf.config import Recipe
+from freesound_tf.config import Recipe, StageConfig
 from freesound_tf.data.cache import WaveformCache
 from freesound_tf.data.folds import load_folds, make_folds, save_folds
-from freesound_tf.data.pipeline import TrainInput, eval_dataset
+from freesound_tf.data.pipeline import CacheReader, TrainInput, eval_dataset
 from freesound_tf.data.prepare import PreparedData
 from freesound_tf.inference import model_inputs, predict_clips
-from freesound_tf.losses import get_loss
+from freesound_tf.layers.flip_views import has_flip_views
+from freesound_tf.losses import recipe_loss
 from freesound_tf.metrics import lwlrap, map_at_k, per_class_lwlrap
 from freesound_tf.models import build_model
 from freesound_tf.training.adapt import adapt_model, adaptable_layers
 from freesound_tf.training.distribute import Distribution, make_distribution
 from freesound_tf.training.init_weights import initialise_from_run
+from freesound_tf.training.noisy_folds import NoisyClips, open_noisy_clips
+from freesound_tf.training.optimizers import make_optimizer
 from freesound_tf.training.plots import plot_learning_curves, plot_per_class
 from freesound_tf.training.precision import dtype_policy, loss_scaled
 from freesound_tf.training.retrain import RETRAINED, retrain_on_validation
@@ -62,8 +65,9 @@ class MemberTrainer:
         self.classes = list(data.layout.classes.names)
         self.multilabel = data.layout.multilabel
         # Seed 002's random batch lengths also need a model that takes any length.
-        self.variable_length = (recipe.train.tta in ("full", "multi_length")
-                                or bool(recipe.pipeline.random_length_percentiles))
+        p = recipe.pipeline
+        self.variable_length = (recipe.train.tta in ("full", "multi_length") or p.crop_mode == "whole"
+                                or bool(p.random_length_percentiles or p.random_length_seconds))
 
     # -- building blocks -------------------------------------------------------------------
     def make_model(self) -> keras.Model:
@@ -73,11 +77,9 @@ class MemberTrainer:
 
     def compile_model(self, model: keras.Model, lr: float) -> None:
         train = self.recipe.train
-        options = {"smoothing": train.label_smoothing} if train.loss == "bce_smooth" else {}
-        if train.loss == "cce":
-            options = {"label_smoothing": train.label_smoothing}
-        optimizer = loss_scaled(keras.optimizers.Nadam(learning_rate=lr), train.precision)
-        model.compile(optimizer=optimizer, loss=get_loss(train.loss, **options), jit_compile=train.jit_compile)
+        optimizer = loss_scaled(make_optimizer(train, lr), train.precision)
+        model.compile(optimizer=optimizer, loss=recipe_loss(train, has_flip_views(model)),
+                      jit_compile=train.jit_compile)
 
     def initialise(self, model: keras.Model, stage_name: str) -> keras.Model:
         """A freshly built model, started from ``train.init_from``'s same stage when the recipe says so."""
@@ -97,9 +99,10 @@ class MemberTrainer:
     def predict(self, model: keras.Model, cache: WaveformCache, indices: np.ndarray) -> np.ndarray:
         return predict_clips(model, cache, indices, self.recipe)
 
-    def train_input(self, cache: WaveformCache, labels: np.ndarray, indices: np.ndarray) -> TrainInput:
+    def train_input(self, cache: CacheReader, labels: np.ndarray, indices: np.ndarray,
+                    stage: StageConfig) -> TrainInput:
         return TrainInput(cache, labels, self.recipe.pipeline, self.recipe.audio.sample_rate, indices,
-                          inputs=self.inputs, augment=self.recipe.augment)
+                          inputs=self.inputs, augment=self.recipe.augment, steps_per_epoch=stage.steps_per_epoch)
 
     # -- the two stages ----------------------------------------------------------------------
     def pretrain(self, curated: WaveformCache, curated_labels: np.ndarray) -> Path | None:
@@ -116,51 +119,61 @@ class MemberTrainer:
                 lambda: self.adapt(self.initialise(self.make_model(), "pretrain"), noisy, noisy_split.rows(noisy)),
                 self.compile_model, stage,
                 self.run_dir / "pretrain",
-                self.train_input(noisy, noisy_labels, noisy_split.rows(noisy)),
+                self.train_input(noisy, noisy_labels, noisy_split.rows(noisy), stage),
                 lambda m: self.predict(m, curated, every), curated_labels,
                 self.run_dir / "tensorboard" / "pretrain", self.verbose,
                 predict_train=lambda m, rows: self.predict(m, noisy, rows), distribution=self.distribution)
         return best
 
     def finetune_fold(self, k: int, folds: np.ndarray, curated: WaveformCache, labels: np.ndarray,
-                      test: WaveformCache | None, pretrained: Path | None) -> dict:
-        """Stage 2 for fold ``k``: train on the other folds, score fold ``k`` and the test clips."""
+                      test: WaveformCache | None, pretrained: Path | None, noisy: NoisyClips | None = None) -> dict:
+        """Stage 2 for fold ``k``: train on the other folds (plus ``noisy``'s clips for this fold), score
+        fold ``k`` and the test clips."""
         fold_dir = self.run_dir / f"fold{k}"
         done = fold_dir / "done.json"
         if done.exists():
             return json.loads(done.read_text())
+        stage = self.recipe.train.finetune
         train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         assert not set(train_idx) & set(val_idx)
         if pretrained:
             make = lambda: keras.models.load_model(pretrained, compile=False)  # noqa: E731
         else:
             make = lambda: self.adapt(self.initialise(self.make_model(), f"fold{k}"), curated, train_idx)  # noqa: E731
+        # Seed 000: noisy clips join the training clips only; validation, OOF and best-epoch choice stay curated.
+        train_cache, train_labels, train_rows = curated, labels, train_idx
+        if noisy is not None:
+            train_cache, train_labels, train_rows = noisy.joined_with(curated, labels, train_idx, k)
         started = time.time()
         best_path = fit_stage(
-            make, self.compile_model, self.recipe.train.finetune, fold_dir,
-            self.train_input(curated, labels, train_idx),
+            make, self.compile_model, stage, fold_dir,
+            self.train_input(train_cache, train_labels, train_rows, stage),
             lambda m: self.predict(m, curated, val_idx), labels[val_idx],
             self.run_dir / "tensorboard" / f"fold{k}", self.verbose,
-            predict_train=lambda m, rows: self.predict(m, curated, rows), distribution=self.distribution)
+            predict_train=lambda m, rows: self.predict(m, train_cache, rows), distribution=self.distribution)
         best = keras.models.load_model(best_path, compile=False)
         oof = self.predict(best, curated, val_idx)
         np.save(fold_dir / "oof.npy", oof)
         # The fnames each fold model trained on: the leak check and a human can verify OOF honesty.
-        (fold_dir / "train_fnames.txt").write_text("\n".join(curated.fnames[i] for i in train_idx) + "\n")
+        (fold_dir / "train_fnames.txt").write_text("\n".join(train_cache.fnames[i] for i in train_rows) + "\n")
         (fold_dir / "val_fnames.txt").write_text("\n".join(curated.fnames[i] for i in val_idx) + "\n")
         epochs = self.recipe.train.retrain_on_val_epochs
+        test_models = [best]
         if epochs:
             # Seed 003: the model now also learns fold k's clips. Only the test clips (and predict /
-            # export) are scored by it; the OOF above came from the model that never saw fold k.
-            best = retrain_on_validation(best_path, self.compile_model, self.train_input(curated, labels, val_idx),
-                                         self.recipe.train.finetune, epochs, fold_dir / RETRAINED, self.verbose,
-                                         self.distribution)
+            # export) are scored by it (alone or mixed with the original, train.retrain_test); the OOF
+            # above came from the model that never saw fold k.
+            retrained = retrain_on_validation(best_path, self.compile_model,
+                                              self.train_input(curated, labels, val_idx, stage), stage, epochs,
+                                              fold_dir / RETRAINED, self.verbose, self.distribution)
+            test_models = [best, retrained] if self.recipe.train.retrain_test == "mix" else [retrained]
         if test is not None:
-            np.save(fold_dir / "test.npy", self.predict(best, test, np.arange(len(test))))
+            every = np.arange(len(test))
+            np.save(fold_dir / "test.npy", np.mean([self.predict(m, test, every) for m in test_models], axis=0))
         state = json.loads((fold_dir / "state.json").read_text())
         summary = {"fold": k, "val_lwlrap": lwlrap(labels[val_idx], oof), "best_epoch": state["best_epoch"],
-                   "epochs": state["epochs_done"], "train_clips": len(train_idx), "val_clips": len(val_idx),
-                   "seconds": round(time.time() - started, 1)}
+                   "epochs": state["epochs_done"], "train_clips": len(train_rows), "val_clips": len(val_idx),
+                   "noisy_train_clips": len(train_rows) - len(train_idx), "seconds": round(time.time() - started, 1)}
         done.write_text(json.dumps(summary, indent=1))
         print(f"[{self.recipe.name}] fold {k}: val lwlrap {summary['val_lwlrap']:.4f} "
               f"(best epoch {summary['best_epoch']}/{summary['epochs']}, {summary['train_clips']} train / "
@@ -181,6 +194,10 @@ class MemberTrainer:
         save_folds(path, cache.fnames, folds)
         return folds
 
+    def noisy_clips(self) -> NoisyClips | None:
+        """The noisy clips that join the fine-tune training folds (``train.noisy_in_finetune``), or None."""
+        return open_noisy_clips(self.data, self.recipe.train.noisy_in_finetune, self.recipe.folds)
+
     # -- the whole member --------------------------------------------------------------------
     def run(self) -> MemberResult:
         resumed = open_run_folder(self.run_dir, self.recipe)
@@ -194,12 +211,15 @@ class MemberTrainer:
             pretrained = self.pretrain(curated, labels)
             wanted = self.recipe.train.folds_to_run or tuple(range(self.recipe.folds.n_splits))
             test = test_split.open() if test_split is not None else None
+            noisy = self.noisy_clips()
             try:
-                summaries = [self.finetune_fold(k, folds, curated, labels, test, pretrained) for k in wanted]
+                summaries = [self.finetune_fold(k, folds, curated, labels, test, pretrained, noisy) for k in wanted]
                 result = self._collect(curated, labels, folds, wanted, summaries, test, test_split)
             finally:
                 if test is not None:
                     test.close()
+                if noisy is not None:
+                    noisy.cache.close()
         if not self.distribution.is_chief:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         return result

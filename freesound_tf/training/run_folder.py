@@ -80,7 +80,7 @@ class RunInfo:
     classes: ClassMap
     layout_kind: str
     multilabel: bool
-    fold_models: tuple[Path, ...]
+    fold_models: tuple[Path, ...]  # the models that score new clips, each fold's with equal weight
 
 
 def write_task(run_dir: Path, layout: DataLayout) -> None:
@@ -107,8 +107,15 @@ def load_run(run_dir: str | Path) -> RunInfo:
     folds = tuple(sorted(run_dir.glob("fold*/done.json"), key=lambda p: int(p.parent.name[4:])))
     if not folds:
         raise FileNotFoundError(f"{run_dir}: no finished fold yet; finish training with `freesound-tf train`")
-    # A fold retrained on its validation clips (train.retrain_on_val_epochs) scores new clips with that model.
-    models = tuple(p.parent / "retrained.keras" if (p.parent / "retrained.keras").exists() else p.parent / "best.keras"
-                   for p in folds)
-    return RunInfo(run_dir, load_recipe(run_dir / "recipe.toml"), ClassMap.from_json(run_dir / "classes.json"),
-                   task["layout"], task["multilabel"], models)
+    recipe = load_recipe(run_dir / "recipe.toml")
+    # A fold retrained on its validation clips (train.retrain_on_val_epochs) scores new clips with that model,
+    # or with it and the original one ("mix": the plain mean over all models then mixes each fold's pair).
+    models = []
+    for done in folds:
+        best, retrained = done.parent / "best.keras", done.parent / "retrained.keras"
+        if not retrained.exists():
+            models.append(best)
+        else:
+            models += [best, retrained] if recipe.train.retrain_test == "mix" else [retrained]
+    return RunInfo(run_dir, recipe, ClassMap.from_json(run_dir / "classes.json"),
+                   task["layout"], task["multilabel"], tuple(models))

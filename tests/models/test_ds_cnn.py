@@ -131,7 +131,7 @@ def test_full_size_recipes_load_and_build_at_tiny_scale(path: str, model: str, a
     assert (recipe.model.name, recipe.model.options["aggregation"]) == (model, aggregation)
     assert (recipe.train.loss, recipe.train.tta, recipe.pipeline.mixup_label_rule) == ("lsep", "full", "or")
     assert (recipe.train.finetune.lr_schedule, recipe.train.pretrain.epochs) == ("one_cycle", 0)
-    assert recipe.augment.p_effects == 0.75 and recipe.pipeline.crop_seconds == 10.0
+    assert recipe.augment.p_effects == 0.75 and recipe.pipeline.crop_mode == "whole"  # tests/fidelity: the rest
     assert recipe.frontend.frequency_encoding == (model == "ds_cnn2d")
     model_config = dataclasses.replace(recipe.model, options={**recipe.model.options, **TINY})
     tiny = dataclasses.replace(recipe, model=model_config,
