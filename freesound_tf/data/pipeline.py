@@ -152,7 +152,8 @@ class TrainInput:
         batch = {k: batch[k] for k in self.inputs}
         cfg = self.config
         batch, labels = mixup_batch(batch, self.labels[rows], rng, self.mixup_prob, cfg.mixup_mode,
-                                    cfg.mixup_lambda, cfg.mixup_alpha, cfg.mixup_label_rule)
+                                    cfg.mixup_lambda, cfg.mixup_alpha, cfg.mixup_label_rule, cfg.mixup_scope,
+                                    cfg.mixup_side_inputs)
         return tuple(batch[k] for k in self.inputs) + (labels,)
 
     def dataset(self, shards: int = 1, shard: int = 0, replicas: int = 1) -> tf.data.Dataset:
