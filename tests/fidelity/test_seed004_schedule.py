@@ -103,7 +103,7 @@ def test_finetune_early_stopping_fires_as_in_the_seed(peak: int, tmp_path: Path)
 def test_early_stopping_on_random_score_sequences_matches_the_seed(tmp_path: Path) -> None:
     stage = recipe("se").train.finetune
     rng = np.random.default_rng(0)
-    for trial in range(20):
+    for trial in range(10):
         quality = list(np.minimum(rng.integers(0, 30, 40) + np.arange(40) // 4, 40))
         run, _, _ = _run_validation(stage, quality, tmp_path / str(trial))
         assert run == seed_epochs_run([float(q) for q in quality]), quality
