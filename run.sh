@@ -26,6 +26,7 @@ if ! ls "$INPUT" 2>/dev/null | grep -qv '^README.md$'; then
     RECIPES="${RECIPES:-models/demo.toml models/demo_max3.toml}"
     STACK_RECIPE="${STACK_RECIPE:-stacking/demo.toml}"
 fi
+# In order: a recipe with train.init_from needs that run first (max3exam starts from v1mix's pretraining).
 RECIPES="${RECIPES:-models/v1mix.toml models/max3exam.toml models/msc_se_w1.toml models/msc_se_w2.toml models/se_w15.toml models/se.toml}"
 STACK_RECIPE="${STACK_RECIPE:-stacking/lc1d.toml}"
 

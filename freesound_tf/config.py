@@ -47,6 +47,12 @@ class PipelineConfig:
     mixup_alpha: float = 0.4
     mixup_uniform_range: tuple[float, ...] = (0.0, 1.0)
     mixup_label_rule: str = "blend"  # "blend": lambda-weighted labels; "or": element-wise max
+    # "example": each example is mixed (with probability p) with a random partner of the batch;
+    # "batch" (seed 004): with probability p the whole batch is mixed with a shuffled copy of itself.
+    mixup_scope: str = "example"
+    # "blend": global features and length are mixed like the audio; "keep" (seed 004): each example
+    # keeps its own.
+    mixup_side_inputs: str = "blend"
     # Seed 002's variable-length training: (low, high) percentiles of the training clips' lengths;
     # each batch is cropped to a random length between them. Empty: every batch is crop_seconds long.
     random_length_percentiles: tuple[float, ...] = ()
@@ -70,6 +76,9 @@ class PipelineConfig:
         _check(self.mixup_alpha > 0, "pipeline.mixup_alpha", "must be > 0")
         _check(self.mixup_label_rule in ("blend", "or"), "pipeline.mixup_label_rule",
                "must be 'blend' or 'or'")
+        _check(self.mixup_scope in ("example", "batch"), "pipeline.mixup_scope", "must be 'example' or 'batch'")
+        _check(self.mixup_side_inputs in ("blend", "keep"), "pipeline.mixup_side_inputs",
+               "must be 'blend' or 'keep'")
         p = self.random_length_percentiles
         _check(p == () or (len(p) == 2 and 0 <= p[0] <= p[1] <= 100), "pipeline.random_length_percentiles",
                "must be empty or [low, high] with 0 <= low <= high <= 100")
@@ -182,13 +191,14 @@ class ModelConfig:
 
     name: str = "cnn9"
     variant: str = "se"  # cnn9: v1mix | max3exam | se | msc_se
-    pooling: str | None = None  # avemax1 | avemax3 | max; None: the variant's own
+    pooling: str | None = None  # avemax1 | avemax2 | avemax3 | max; None: the variant's own
     w_ratio: float = 1.0
     stem_width: int = 64
     block_widths: tuple[int, ...] = (96, 128, 256, 512)
     bn_momentum: float = 0.85
+    global_bn_momentum: float = 0.99  # BN at the input of the global-feature GRU branch (seed 004: Keras' default)
     highway: bool = False  # gated highway connection inside each block
-    conv_cat: bool = False  # concatenate pooled tensor with next conv output + 1x1 conv
+    conv_cat: bool = False  # seed 004's conv_cat: concat(first conv after its 3x3 pool, second conv) -> 1x1 conv
     use_global_features: bool = True
     use_length: bool = True
     gru_units: int = 128
@@ -202,26 +212,34 @@ class ModelConfig:
         _check(len(self.block_widths) >= 1, "model.block_widths", "needs at least one block")
         _check(all(w >= 1 for w in self.block_widths), "model.block_widths", "widths must be >= 1")
         _check(self.stem_width >= 2, "model.stem_width", "must be >= 2")
-        _check(self.pooling in (None, "avemax1", "avemax3", "max"), "model.pooling",
-               "must be 'avemax1', 'avemax3' or 'max' (or unset)")
+        _check(self.pooling in (None, "avemax1", "avemax2", "avemax3", "max"), "model.pooling",
+               "must be 'avemax1', 'avemax2', 'avemax3' or 'max' (or unset)")
         _check(self.gru_units >= 1, "model.gru_units", "must be >= 1")
         _check(0.0 < self.bn_momentum < 1.0, "model.bn_momentum", "must be in (0, 1)")
+        _check(0.0 < self.global_bn_momentum < 1.0, "model.global_bn_momentum", "must be in (0, 1)")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
 
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One training stage (noisy pretraining or curated fine-tuning per fold)."""
+    """One training stage (noisy pretraining or curated fine-tuning per fold).
+
+    Every epoch field is a 0-based epoch index, as Keras and the seeds' code count: epoch 0 is the
+    first one. ``lr_milestones = [14]`` halves the rate from the 15th epoch on.
+    """
 
     epochs: int = 0  # 0 skips the stage
     lr: float = 5e-4
-    lr_milestones: tuple[int, ...] = ()  # epochs (1-based) at whose start the rate is multiplied by lr_factor
+    lr_milestones: tuple[int, ...] = ()  # epochs at whose start the rate is multiplied by lr_factor
     lr_factor: float = 0.5
     mixup_prob: float = 0.0
-    mixup_until_first_milestone: bool = True  # seed 004 mixes only before the first milestone
-    best_from_epoch: int = 1  # the best checkpoint is chosen among epochs >= this one
-    early_stop_patience: int = 0  # 0: never stop early
-    early_stop_from_epoch: int = 1
+    mixup_until_first_milestone: bool = True  # seed 004 mixes only in the epochs before the first milestone
+    best_from_epoch: int = 0  # the best checkpoint is chosen among epochs >= this one
+    # Early stopping ends the stage before an epoch >= early_stop_from_epoch when the last
+    # early_stop_patience epochs brought no gain over the best one (seed 004: from 35, patience 10,
+    # so epochs 0-34 always run). 0 patience: never stop early.
+    early_stop_patience: int = 0
+    early_stop_from_epoch: int = 0
     # "step": lr times lr_factor at each milestone; "one_cycle": per-batch warm-up from lr / one_cycle_div
     # to lr over one_cycle_pct_start of the stage, then cosine down to lr / one_cycle_final_div.
     lr_schedule: str = "step"
@@ -230,18 +248,21 @@ class StageConfig:
     one_cycle_final_div: float = 1e4
     one_cycle_anneal: str = "cos"  # "cos" (fastai) or "linear" (seed 000) between the three rates
     steps_per_epoch: int = 0  # > 0: an epoch is this many batches drawn with replacement (seed 001); 0: one pass
-    effects_until_epoch: int = 0  # audio effects are switched off from this epoch (1-based) on; 0: never
+    effects_until_epoch: int = 0  # audio effects run in the epochs before this one; 0: in every epoch
+    # Seed 000's switch-off epoch stops all augmentation: mixup then also stops at effects_until_epoch.
+    mixup_off_with_effects: bool = False
     f2_below: float = 0.0  # > 0: each epoch trains only on clips whose F2 at threshold 0.2 is below this
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, "epochs", "must be >= 0")
         _check(self.lr > 0, "lr", "must be > 0")
-        _check(list(self.lr_milestones) == sorted(set(self.lr_milestones)), "lr_milestones",
-               "must be increasing epoch numbers")
+        _check(list(self.lr_milestones) == sorted(set(self.lr_milestones)) and min(self.lr_milestones, default=0) >= 0,
+               "lr_milestones", "must be increasing 0-based epoch indices")
         _check(0.0 < self.lr_factor <= 1.0, "lr_factor", "must be in (0, 1]")
         _check(0.0 <= self.mixup_prob <= 1.0, "mixup_prob", "must be in [0, 1]")
-        _check(self.best_from_epoch >= 1, "best_from_epoch", "must be >= 1")
+        _check(self.best_from_epoch >= 0, "best_from_epoch", "must be a 0-based epoch index (>= 0)")
         _check(self.early_stop_patience >= 0, "early_stop_patience", "must be >= 0")
+        _check(self.early_stop_from_epoch >= 0, "early_stop_from_epoch", "must be a 0-based epoch index (>= 0)")
         _check(self.lr_schedule in ("step", "one_cycle"), "lr_schedule", "must be 'step' or 'one_cycle'")
         _check(0.0 < self.one_cycle_pct_start < 1.0, "one_cycle_pct_start", "must be in (0, 1)")
         _check(self.one_cycle_div >= 1.0 and self.one_cycle_final_div >= 1.0, "one_cycle_div",
@@ -304,7 +325,12 @@ class TrainConfig:
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (frontend, output stay float32)
     jit_compile: bool = False  # XLA-compile the train step
     strategy: str = "default"  # default | mirrored (GPUs of one machine) | multi_worker (TF_CONFIG)
-    init_from: str = ""  # a run folder: each fold model starts from its fold's best weights there (by layer name)
+    # A run folder (absolute, or relative to the folder holding this member's run folder: run.sh's RUNS):
+    # each model starts from the best weights of a stage there, layers matched by name and shape.
+    init_from: str = ""
+    # Which stage of init_from: "same" (pretrain from its pretrain, fold k from its fold k) or
+    # "pretrain" (every model from its pretrain stage: seed 004's max3exam fine-tunes v1mix's pretraining).
+    init_from_stage: str = "same"
 
     def __post_init__(self) -> None:
         _check(self.loss in ("bce", "bce_smooth", "focal", "lsep", "cce"), "train.loss",
@@ -341,6 +367,7 @@ class TrainConfig:
                "must be 'float32', 'mixed_float16' or 'mixed_bfloat16'")
         _check(self.strategy in ("default", "mirrored", "multi_worker"), "train.strategy",
                "must be 'default', 'mirrored' or 'multi_worker'")
+        _check(self.init_from_stage in ("same", "pretrain"), "train.init_from_stage", "must be 'same' or 'pretrain'")
 
 
 @dataclass(frozen=True)
@@ -452,24 +479,27 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def scale_epochs(recipe: Recipe, factor: float) -> Recipe:
-    """The recipe with every epoch count and epoch milestone multiplied by ``factor`` (quick runs)."""
+    """The recipe with every epoch count and epoch index multiplied by ``factor`` (quick runs).
+
+    Indices stay 0-based: a milestone (or another epoch field) above 0 stays above 0, so the first
+    epoch keeps its role; ``best_from_epoch`` stays inside the scaled stage.
+    """
     if factor == 1.0:
         return recipe
     if factor <= 0:
         raise ConfigError(f"epochs scale {factor}: must be > 0")
 
     def scaled(n: int) -> int:
-        return max(1, round(n * factor))
+        return n if n == 0 else max(1, round(n * factor))
 
     def stage(s: StageConfig) -> StageConfig:
         if s.epochs == 0:
             return s
-        milestones = tuple(sorted({scaled(m) for m in s.lr_milestones}))
+        epochs = scaled(s.epochs)
         return dataclasses.replace(
-            s, epochs=scaled(s.epochs), lr_milestones=milestones,
-            best_from_epoch=min(scaled(s.best_from_epoch), scaled(s.epochs)),
-            early_stop_from_epoch=scaled(s.early_stop_from_epoch),
-            effects_until_epoch=scaled(s.effects_until_epoch) if s.effects_until_epoch else 0)
+            s, epochs=epochs, lr_milestones=tuple(sorted({scaled(m) for m in s.lr_milestones})),
+            best_from_epoch=min(scaled(s.best_from_epoch), epochs - 1),
+            early_stop_from_epoch=scaled(s.early_stop_from_epoch), effects_until_epoch=scaled(s.effects_until_epoch))
 
     train = dataclasses.replace(recipe.train, pretrain=stage(recipe.train.pretrain),
                                 finetune=stage(recipe.train.finetune))
@@ -490,8 +520,12 @@ class StackerConfig:
     shift: float = 1.6  # output (tanh(x - shift) + 1) / 2
     lr: float = 1e-4
     batch_size: int = 40
-    max_epochs: int = 200
-    patience: int = 15  # early stopping on the validation fold's BCE, best weights restored
+    max_epochs: int = 1000
+    # Early stopping, best weights restored. "lrap" (seed 004): the validation fold's label-ranking
+    # average precision, scored before the first epoch and after each one; stop when `patience`
+    # scores in a row brought no gain. "bce": Keras' EarlyStopping on the validation fold's BCE.
+    stop_on: str = "lrap"
+    patience: int = 15
     folds: FoldsConfig = field(default_factory=FoldsConfig)
 
     def __post_init__(self) -> None:
@@ -503,6 +537,7 @@ class StackerConfig:
         _check(self.batch_size >= 1, "batch_size", "must be >= 1")
         _check(self.max_epochs >= 1, "max_epochs", "must be >= 1")
         _check(self.patience >= 1, "patience", "must be >= 1")
+        _check(self.stop_on in ("lrap", "bce"), "stop_on", "must be 'lrap' or 'bce'")
 
     def weight(self, member: str) -> float:
         """Weighted-mean weight of the member named ``member``."""

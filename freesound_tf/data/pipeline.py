@@ -207,7 +207,8 @@ class TrainInput:
         cfg = self.config
         batch, labels = mixup_batch(batch, self.labels[rows], rng, self.mixup_prob, cfg.mixup_mode,
                                     cfg.mixup_lambda, cfg.mixup_alpha, cfg.mixup_label_rule,
-                                    uniform_range=cfg.mixup_uniform_range)
+                                    uniform_range=cfg.mixup_uniform_range, scope=cfg.mixup_scope,
+                                    side_inputs=cfg.mixup_side_inputs)
         if self.effects_prob > 0:  # after mixup, as seed 000; a child stream keeps crops and mixup draws unchanged
             batch["waveform"] = self.effects.batch(batch["waveform"], rng.spawn(1)[0], self.effects_prob)
         return tuple(batch[k] for k in self.inputs) + (labels,)

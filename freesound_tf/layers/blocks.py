@@ -61,23 +61,32 @@ def highway(block_input, block_output, name: str):
     return HighwayGate(name=f"{name}_highway")([gate, block_output, carried])
 
 
-def conv_cat(block_input, block_output, filters: int, bn_momentum: float, name: str):
-    """Concatenate the block input (the previous pooled tensor) with the block's conv output, mix by 1x1 conv."""
-    x = layers.Concatenate(axis=-1, name=f"{name}_cat")([block_input, block_output])
-    return conv_bn_relu(x, filters, 1, bn_momentum, name=f"{name}_mix")
+def conv_cat(first, second, filters: int, name: str):
+    """Seed 004's conv_cat: concatenate a block's first conv output (after its 3x3 pool) with its second
+    conv output and mix them by a 1x1 convolution with bias, no batch norm, no activation."""
+    x = layers.Concatenate(axis=-1, name=f"{name}_cat")([first, second])
+    return layers.Conv2D(filters, 1, name=f"{name}_mix_conv")(x)
 
 
-def conv_block(x, filters: int, bn_momentum: float, name: str, se: bool = False, cat: bool = False,
-               gated_highway: bool = False):
-    """Two 3x3 conv-BN-ReLU, optional SE, then optional conv_cat (``conv_se_cat`` with ``se``) or highway."""
+def conv_block(x, filters: int, bn_momentum: float, name: str, se: bool = False, smooth_pool: bool = True,
+               cat: bool = False, gated_highway: bool = False):
+    """Seed 004's block: conv-BN-ReLU [-> SE] -> 3x3 stride-1 max pool (``smooth_pool``) -> conv-BN-ReLU
+    [-> SE], then optional conv_cat (``conv_se_cat`` with ``se``) or a gated highway around the block.
+
+    The stride-2 pool that follows a block is the caller's (see ``axis_pool``).
+    """
     block_input = x
     x = conv_bn_relu(x, filters, 3, bn_momentum, name=f"{name}_1")
+    if se:
+        x = squeeze_excite(x, ratio=4, name=f"{name}_1_se")
+    if smooth_pool:
+        x = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_smooth")(x)
+    first = x
     x = conv_bn_relu(x, filters, 3, bn_momentum, name=f"{name}_2")
     if se:
-        x = squeeze_excite(x, ratio=4, name=f"{name}_se")
+        x = squeeze_excite(x, ratio=4, name=f"{name}_2_se")
     if cat:
-        x = conv_cat(block_input, x, filters, bn_momentum, name=name)
+        x = conv_cat(first, x, filters, name=name)
     if gated_highway:
         x = highway(block_input, x, name=name)
     return x
-

@@ -1,19 +1,21 @@
 """cnn9: the 9-conv log-mel CNN family of the FAT2019 Keras + kapre solution, on raw waveforms.
 
-waveform -> log-mel frontend -> stem conv (or multi-scale stem) -> 4 blocks of two 3x3
-conv-BN-ReLU (+ SE) with a 3x3/1 max pool and an axis-aware stride-2 pool after every block but
-the last -> pixel-shuffle head -> [+ global-feature GRU branch] [+ length] -> Dense.
-For 5 s at 44.1 kHz: log-mel (431, 64) -> last block (54, 8, 512 x w_ratio).
+waveform -> log-mel frontend -> stem (3x3 conv, 64 channels; or the multi-scale stem, 3x3/5x5/7x7
+convs of 32 channels each) [-> SE] -> 4 blocks (conv-BN-ReLU [-> SE] -> 3x3/1 max pool ->
+conv-BN-ReLU [-> SE], see ``conv_block``) with an axis-aware stride-2 pool after every block but the
+last -> pixel-shuffle head -> [+ global-feature GRU branch] [+ length] -> Dense. The block widths
+scale by ``w_ratio``, the stem does not (as in seed 004's code). For 5 s at 44.1 kHz: log-mel
+(431, 64) -> last block (54, 8, 512 x w_ratio).
 
-Variants: ``v1mix`` (plain, avemax1), ``max3exam`` (plain, avemax3), ``se`` (SE blocks),
-``msc_se`` (multi-scale stem + SE blocks); widths scale by ``w_ratio``.
+Variants: ``v1mix`` (plain, avemax1), ``max3exam`` (plain, avemax3), ``se`` (SE after the stem and
+after every block conv: 9 SE layers), ``msc_se`` (multi-scale stem + SE; seed 004's ``se_w15``
+member is ``msc_se`` at w_ratio 1.5).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import keras
-from keras import layers
 
 from freesound_tf.config import ConfigError, FrontendConfig, ModelConfig
 from freesound_tf.layers import (
@@ -25,6 +27,7 @@ from freesound_tf.layers import (
     conv_block,
     head_input,
     multi_scale_stem,
+    squeeze_excite,
 )
 from freesound_tf.models.registry import register
 
@@ -78,23 +81,23 @@ def build_cnn9(config: ModelConfig, frontend: FrontendConfig, n_classes: int, sa
     inputs = {"waveform": waveform}
     x = build_frontend(frontend, sample_rate, samples)(waveform)
 
-    stem_width = _scaled(config.stem_width, config.w_ratio)
     if variant.multi_scale_stem:
-        x = multi_scale_stem(x, max(1, stem_width // 2), config.bn_momentum, name="stem")
+        x = multi_scale_stem(x, max(1, config.stem_width // 2), config.bn_momentum, name="stem")
     else:
-        x = conv_bn_relu(x, stem_width, 3, config.bn_momentum, name="stem")
+        x = conv_bn_relu(x, config.stem_width, 3, config.bn_momentum, name="stem")
+    if variant.se:
+        x = squeeze_excite(x, ratio=4, name="stem_se")
 
     last = len(config.block_widths) - 1
     for i, width in enumerate(config.block_widths):
         name = f"block{i + 1}"
         x = conv_block(x, _scaled(width, config.w_ratio), config.bn_momentum, name=name, se=variant.se,
-                       cat=config.conv_cat, gated_highway=config.highway)
+                       smooth_pool=i < last, cat=config.conv_cat, gated_highway=config.highway)
         if i < last:
-            x = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_smooth")(x)
             x = axis_pool(x, pooling, POOL_SIZES[i] if i < len(POOL_SIZES) else 2, 2, name=f"{name}_pool")
 
     x = head_input(inputs, PixelShuffleHead(name="pixel_shuffle_head")(x), config.use_global_features,
-                   config.use_length, global_steps, config.gru_units, config.bn_momentum)
+                   config.use_length, global_steps, config.gru_units, config.global_bn_momentum)
     scores = classifier(x, n_classes, multilabel, config.dropout)
     return keras.Model(inputs, scores, name=f"cnn9_{config.variant}")
 

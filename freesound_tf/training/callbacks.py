@@ -37,7 +37,7 @@ class StageState:
 
 
 def learning_rate(stage: StageConfig, epoch: int) -> float:
-    """Rate for 1-based ``epoch``: ``lr`` times ``lr_factor`` per milestone already reached."""
+    """Rate of 0-based ``epoch``: ``lr`` times ``lr_factor`` per milestone already reached."""
     return stage.lr * stage.lr_factor ** sum(epoch >= m for m in stage.lr_milestones)
 
 
@@ -61,15 +61,28 @@ def one_cycle_rate(stage: StageConfig, step: int, total_steps: int) -> float:
 
 
 def mixup_active(stage: StageConfig, epoch: int) -> bool:
+    """Whether 0-based ``epoch`` mixes: not before the first milestone (when the stage says so) and
+    not once the effects are off (``mixup_off_with_effects``)."""
     if stage.mixup_prob <= 0:
+        return False
+    if stage.mixup_off_with_effects and not effects_active(stage, epoch):
         return False
     first = stage.lr_milestones[0] if stage.lr_milestones else None
     return not (stage.mixup_until_first_milestone and first is not None and epoch >= first)
 
 
 def effects_active(stage: StageConfig, epoch: int) -> bool:
-    """Seed 000's audio effects run before ``effects_until_epoch`` (1-based; 0: in every epoch)."""
+    """Seed 000's audio effects run in the epochs before ``effects_until_epoch`` (0: in every epoch)."""
     return stage.effects_until_epoch == 0 or epoch < stage.effects_until_epoch
+
+
+def stop_early(stage: StageConfig, epoch: int, wait: int) -> bool:
+    """Whether the stage ends after 0-based ``epoch``, ``wait`` epochs after its best one (all epochs so
+    far when none is best yet): the next epoch is at least ``early_stop_from_epoch`` and the last
+    ``early_stop_patience`` epochs brought no gain. Seed 004's fine-tuning skips every epoch e >= 35
+    with e - best_epoch > 10: from 35, patience 10."""
+    return stage.early_stop_patience > 0 and epoch + 1 >= stage.early_stop_from_epoch and \
+        wait >= stage.early_stop_patience
 
 
 class StageSchedule(keras.callbacks.Callback):
@@ -93,10 +106,10 @@ class StageSchedule(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
         if self.stage.lr_schedule == "step":
-            self.model.optimizer.learning_rate.assign(learning_rate(self.stage, epoch + 1))
-        self.set_mixup(self.stage.mixup_prob if mixup_active(self.stage, epoch + 1) else 0.0)
+            self.model.optimizer.learning_rate.assign(learning_rate(self.stage, epoch))
+        self.set_mixup(self.stage.mixup_prob if mixup_active(self.stage, epoch) else 0.0)
         if self.set_effects is not None:
-            self.set_effects(effects_active(self.stage, epoch + 1))
+            self.set_effects(effects_active(self.stage, epoch))
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         if self.stage.lr_schedule == "one_cycle":
@@ -138,8 +151,9 @@ class ClipValidation(keras.callbacks.Callback):
     """Scores the validation clips after each epoch (exact lwlrap of crop-averaged predictions).
 
     Keeps ``best.keras`` (best ``val_lwlrap`` from ``best_from_epoch`` on), ``last.keras`` with the
-    optimizer state for resuming, ``history.csv`` and ``state.json``; stops early on patience.
-    Place it before Keras' TensorBoard callback so the validation scores it adds get logged.
+    optimizer state for resuming, ``history.csv`` and ``state.json`` (epochs 0-based, as in the
+    recipe); stops early on patience (see :func:`stop_early`). Place it before Keras' TensorBoard
+    callback so the validation scores it adds get logged.
     """
 
     def __init__(self, stage: StageConfig, stage_dir: Path, state: StageState,
@@ -151,7 +165,6 @@ class ClipValidation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
-        number = epoch + 1
         scores = self.predict_val(self.model)
         logs["val_lwlrap"] = lwlrap(self.val_labels, scores)
         clipped = np.clip(scores, 1e-7, 1 - 1e-7)
@@ -159,18 +172,17 @@ class ClipValidation(keras.callbacks.Callback):
                                          + (1 - self.val_labels) * np.log(1 - clipped)))
         logs["lr"] = float(np.asarray(self.model.optimizer.learning_rate))
         state = self.state
-        if number >= self.stage.best_from_epoch and (state.best_score is None or logs["val_lwlrap"] > state.best_score):
-            state.best_score, state.best_epoch, state.wait = logs["val_lwlrap"], number, 0
+        if epoch >= self.stage.best_from_epoch and (state.best_score is None or logs["val_lwlrap"] > state.best_score):
+            state.best_score, state.best_epoch, state.wait = logs["val_lwlrap"], epoch, 0
             self.model.save(self.dir / "best.keras")
-        elif number >= self.stage.early_stop_from_epoch:
+        else:
             state.wait += 1
-        state.history.append({"epoch": number, **{k: float(v) for k, v in logs.items()}})
-        state.epochs_done = number
-        stop = (self.stage.early_stop_patience > 0 and number >= self.stage.early_stop_from_epoch
-                and state.wait >= self.stage.early_stop_patience)
+        state.history.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+        state.epochs_done = epoch + 1
+        stop = stop_early(self.stage, epoch, state.wait)
         if stop:
             self.model.stop_training = True
-        state.finished = stop or number >= self.stage.epochs
+        state.finished = stop or state.epochs_done >= self.stage.epochs
         self.model.save(self.dir / "last.keras")
         self._write_history()
         state.save()  # after the checkpoints: a kill in between redoes this epoch, never skips it

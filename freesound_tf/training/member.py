@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from freesound_tf.calibration import apply_temperature, calibrate
-from freesound_tf.config import Recipe, StageConfig
+from freesound_tf.config import ConfigError, Recipe, StageConfig
 from freesound_tf.data.cache import WaveformCache
 from freesound_tf.data.folds import load_folds, make_folds, save_folds
 from freesound_tf.data.pipeline import CacheReader, TrainInput, eval_dataset
@@ -29,7 +29,7 @@ from freesound_tf.metrics import lwlrap, map_at_k, per_class_lwlrap
 from freesound_tf.models import build_model
 from freesound_tf.training.adapt import adapt_model, adaptable_layers
 from freesound_tf.training.distribute import Distribution, make_distribution
-from freesound_tf.training.init_weights import initialise_from_run
+from freesound_tf.training.init_weights import initialise_from_run, source_checkpoint
 from freesound_tf.training.noisy_folds import NoisyClips, open_noisy_clips
 from freesound_tf.training.optimizers import make_optimizer
 from freesound_tf.training.plots import plot_learning_curves, plot_per_class
@@ -59,6 +59,7 @@ class MemberTrainer:
         # Every worker runs the same steps; only the chief's go to the run folder, the others write
         # a scratch copy beside it (removed when the member finishes) and read their own on resume.
         self.run_dir = Path(run_dir)
+        self.init_source = init_source(recipe, self.run_dir)
         if not self.distribution.is_chief:
             self.run_dir = self.run_dir / f".worker{self.distribution.worker_index}"
         self.inputs = model_inputs(recipe)
@@ -82,9 +83,11 @@ class MemberTrainer:
                       jit_compile=train.jit_compile)
 
     def initialise(self, model: keras.Model, stage_name: str) -> keras.Model:
-        """A freshly built model, started from ``train.init_from``'s same stage when the recipe says so."""
-        if self.recipe.train.init_from:
-            initialise_from_run(model, Path(self.recipe.train.init_from), stage_name)
+        """A freshly built model, started from a stage of ``train.init_from`` when the recipe says so
+        (the same stage, or its pretraining: ``train.init_from_stage``)."""
+        if self.init_source is not None:
+            source_stage = "pretrain" if self.recipe.train.init_from_stage == "pretrain" else stage_name
+            initialise_from_run(model, self.init_source, source_stage)
         return model
 
     def adapt(self, model: keras.Model, cache: WaveformCache, rows: np.ndarray) -> keras.Model:
@@ -176,7 +179,7 @@ class MemberTrainer:
                    "noisy_train_clips": len(train_rows) - len(train_idx), "seconds": round(time.time() - started, 1)}
         done.write_text(json.dumps(summary, indent=1))
         print(f"[{self.recipe.name}] fold {k}: val lwlrap {summary['val_lwlrap']:.4f} "
-              f"(best epoch {summary['best_epoch']}/{summary['epochs']}, {summary['train_clips']} train / "
+              f"(best epoch {summary['best_epoch']} of 0-{summary['epochs'] - 1}, {summary['train_clips']} train / "
               f"{summary['val_clips']} val clips, {summary['seconds']:.0f} s)", flush=True)
         return summary
 
@@ -277,6 +280,22 @@ class MemberTrainer:
         plot_learning_curves(histories, plots / "learning_curves.png")
         plot_per_class(self.classes, per_class, plots / "per_class_lwlrap.png",
                        f"{self.recipe.name}: OOF lwlrap per class")
+
+
+def init_source(recipe: Recipe, run_dir: Path) -> Path | None:
+    """The run folder ``train.init_from`` names (a relative one lies beside ``run_dir``), checked before
+    any training: a missing one fails in one line naming the recipe and the folder."""
+    if not recipe.train.init_from:
+        return None
+    source = Path(recipe.train.init_from)
+    if not source.is_absolute():
+        source = run_dir.parent / source
+    if not source.is_dir():
+        raise ConfigError(f"recipe {recipe.name!r}: train.init_from run folder {source} does not exist yet; "
+                          f"train that member first (run.sh trains the recipes in the order given)")
+    if recipe.train.init_from_stage == "pretrain":
+        source_checkpoint(source, "pretrain")
+    return source
 
 
 def _write_scores_csv(path: Path, fnames, scores: np.ndarray, classes: list[str],

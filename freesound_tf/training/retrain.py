@@ -25,7 +25,7 @@ def final_learning_rate(stage: StageConfig) -> float:
     """The rate the stage ends with: after all milestones (step) or the one-cycle floor."""
     if stage.lr_schedule == "one_cycle":
         return stage.lr / stage.one_cycle_final_div
-    return learning_rate(stage, stage.epochs)
+    return learning_rate(stage, stage.epochs - 1)
 
 
 def retrain_on_validation(best_path: Path, compile_model: Callable[[keras.Model, float], None],
@@ -37,8 +37,9 @@ def retrain_on_validation(best_path: Path, compile_model: Callable[[keras.Model,
         model = keras.models.load_model(best_path, compile=False)
         compile_model(model, final_learning_rate(stage))
     distribution.adopt(model)
-    val_input.mixup_prob = stage.mixup_prob if mixup_active(stage, stage.epochs) else 0.0
-    val_input.set_effects(effects_active(stage, stage.epochs))
+    last = stage.epochs - 1
+    val_input.mixup_prob = stage.mixup_prob if mixup_active(stage, last) else 0.0
+    val_input.set_effects(effects_active(stage, last))
     with distribution.scope():
         model.fit(distribution.dataset(val_input), epochs=epochs, verbose=verbose)
     model.save(out_path)

@@ -50,14 +50,14 @@ def test_stage_schedule_switches_effects_off_from_effects_until_epoch():
     train, plain = _train(ALWAYS), _train()
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    schedule = StageSchedule(StageConfig(epochs=4, effects_until_epoch=3), lambda prob: None, train.set_effects)
+    schedule = StageSchedule(StageConfig(epochs=4, effects_until_epoch=2), lambda prob: None, train.set_effects)
     schedule.set_model(model)
     rows, seed = np.arange(8), np.int64(7)
     changed = []
     for epoch in range(4):
         schedule.on_epoch_begin(epoch)
         changed.append(not np.array_equal(train._load(rows, seed)[0], plain._load(rows, seed)[0]))
-    assert changed == [True, True, False, False]  # epochs 1, 2 augmented; 3, 4 not
+    assert changed == [True, True, False, False]  # epochs 0, 1 augmented; from 2 on not
     assert train.effects_prob == 0.0
     never = StageSchedule(StageConfig(epochs=4), lambda prob: None, train.set_effects)
     never.set_model(model)

@@ -36,20 +36,25 @@ def _same_pool_1d(x: np.ndarray, axis: int, size: int, stride: int, reduce) -> n
 @pytest.mark.parametrize("size", [2, 3])
 def test_pooling_modes_against_numpy(size: int) -> None:
     x = np.arange(1 * 5 * 6 * 2, dtype=np.float32).reshape(1, 5, 6, 2) % 7  # odd time length, 'same'
-    avemax1 = _same_pool_1d(_same_pool_1d(x, 1, size, 2, np.mean), 2, size, 2, np.max)
-    avemax3 = _same_pool_1d(_same_pool_1d(x, 2, size, 2, np.mean), 1, size, 2, np.max)
-    plain = _same_pool_1d(_same_pool_1d(x, 1, size, 2, np.max), 2, size, 2, np.max)
-    np.testing.assert_allclose(_apply(lambda t: axis_pool(t, "avemax1", size, 2, "p"), x), avemax1, rtol=1e-6)
-    np.testing.assert_allclose(_apply(lambda t: axis_pool(t, "avemax3", size, 2, "p"), x), avemax3, rtol=1e-6)
-    np.testing.assert_allclose(_apply(lambda t: axis_pool(t, "max", size, 2, "p"), x), plain, rtol=1e-6)
-    assert not np.allclose(avemax1, avemax3)
+    expected = {
+        "avemax1": _same_pool_1d(_same_pool_1d(x, 1, size, 2, np.mean), 2, size, 2, np.max),
+        "avemax2": _same_pool_1d(_same_pool_1d(x, 2, size, 2, np.mean), 1, size, 2, np.max),
+        "avemax3": _same_pool_1d(_same_pool_1d(x, 2, size, 2, np.max), 1, size, 2, np.mean),
+        "max": _same_pool_1d(_same_pool_1d(x, 1, size, 2, np.max), 2, size, 2, np.max),
+    }
+    for mode, value in expected.items():
+        np.testing.assert_allclose(_apply(lambda t: axis_pool(t, mode, size, 2, "p"), x), value, rtol=1e-6)
+    assert not np.allclose(expected["avemax1"], expected["avemax3"])
+    assert not np.allclose(expected["avemax2"], expected["avemax3"])
 
 
-def test_avemax1_by_hand() -> None:
+def test_avemax_modes_by_hand() -> None:
     x = np.array([[1, 5], [3, 2]], np.float32).reshape(1, 2, 2, 1)  # (time, mel)
-    # mean over time -> [2, 3.5], then max over mel -> 3.5; avemax3: mean over mel [3, 2.5] -> max 3.
+    # avemax1: mean over time [2, 3.5] -> max over mel 3.5; avemax2: mean over mel [3, 2.5] -> max over
+    # time 3; avemax3: max over mel [5, 3] -> mean over time 4.
     assert _apply(lambda t: axis_pool(t, "avemax1", 2, 2, "p"), x).item() == 3.5
-    assert _apply(lambda t: axis_pool(t, "avemax3", 2, 2, "p"), x).item() == 3.0
+    assert _apply(lambda t: axis_pool(t, "avemax2", 2, 2, "p"), x).item() == 3.0
+    assert _apply(lambda t: axis_pool(t, "avemax3", 2, 2, "p"), x).item() == 4.0
 
 
 def test_unknown_pooling_mode_is_rejected() -> None:
@@ -92,10 +97,21 @@ def test_highway_gate_mixes_inputs() -> None:
 
 
 @pytest.mark.parametrize("options", [{}, {"se": True}, {"cat": True}, {"se": True, "cat": True},
-                                     {"gated_highway": True}])
+                                     {"gated_highway": True}, {"smooth_pool": False}])
 def test_conv_block_options_keep_shape(options: dict) -> None:
     x = np.random.default_rng(3).standard_normal((1, 6, 4, 3)).astype(np.float32)
     assert _apply(lambda t: conv_block(t, 5, 0.85, name="b", **options), x).shape == (1, 6, 4, 5)
+
+
+def test_conv_cat_mixes_first_conv_after_its_pool_with_the_second_by_a_plain_1x1_conv() -> None:
+    inp = keras.Input((6, 4, 3))
+    model = keras.Model(inp, conv_block(inp, 5, 0.85, name="b", cat=True))
+    cat = model.get_layer("b_cat")
+    assert [t.name for t in cat.input] == [model.get_layer("b_smooth").output.name,
+                                           model.get_layer("b_2_relu").output.name]
+    mix = model.get_layer("b_mix_conv")
+    assert mix.kernel_size == (1, 1) and mix.use_bias and mix.activation is keras.activations.linear
+    assert model.output.name == mix.output.name  # no batch norm or activation after it
 
 
 def test_global_feature_branch_shape() -> None:

@@ -75,7 +75,7 @@ def test_run_folder_contents_and_oof_coverage(tiny_demo, tmp_path):
     oof_csv = pd.read_csv(run / "oof.csv")
     assert list(oof_csv.columns[:2]) == ["fname", "fold"] and len(oof_csv) == 48
     history = pd.read_csv(run / "fold1" / "history.csv")
-    assert list(history["epoch"]) == [1, 2] and {"loss", "val_lwlrap", "lr"} <= set(history.columns)
+    assert list(history["epoch"]) == [0, 1] and {"loss", "val_lwlrap", "lr"} <= set(history.columns)
     # The Kaggle-style test file has one row per test clip and the class columns in order.
     test_csv = pd.read_csv(run / "test.csv")
     assert list(test_csv.columns[1:]) == list(data.layout.classes.names) and len(test_csv) == 12
@@ -97,7 +97,7 @@ def test_out_of_fold_predictions_never_come_from_a_model_that_saw_the_clip(tiny_
     # The last epoch is kept (best_from_epoch): choosing the best epoch by held-out lwlrap would
     # itself lift OOF above chance on random labels, which is selection, not a leak.
     recipe = replace(_tiny_recipe(pretrain=StageConfig(epochs=0),
-                                  finetune=StageConfig(epochs=50, lr=3e-3, best_from_epoch=50), loss="bce"),
+                                  finetune=StageConfig(epochs=50, lr=3e-3, best_from_epoch=49), loss="bce"),
                      model=ModelConfig(name="test_memorizer", use_length=False))
     data = prepare_data(shuffled, recipe.audio, tmp_path / "work", splits=["curated"], workers=1, progress=False)
     result = train_member(recipe, data, tmp_path / "run", verbose=0)
@@ -148,7 +148,7 @@ def test_rerun_skips_finished_folds_and_resumes_an_interrupted_one(tiny_demo, tm
     assert calls["n"] == 1  # only fold 1's 3rd epoch ran; fold 0 was not touched
     assert (run / "fold0" / "done.json").stat().st_mtime_ns == fold0_done
     history = pd.read_csv(run / "fold1" / "history.csv")
-    assert list(history["epoch"]) == [1, 2, 3]
+    assert list(history["epoch"]) == [0, 1, 2]
     assert not np.isnan(result.oof).any()
 
 
