@@ -15,6 +15,7 @@ from freesound_tf.config import AudioConfig, FoldsConfig
 from freesound_tf.data.cache import WaveformCache, build_cache
 from freesound_tf.data.folds import make_folds, save_folds
 from freesound_tf.data.layout import DataLayout, SplitTable, load_layout
+from freesound_tf.locking import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -122,5 +123,5 @@ def write_summary(data: PreparedData, path: str | Path) -> dict:
         with split.open() as cache:
             summary["splits"][name] = {"clips": len(split.table.fnames), "cached": len(split.rows(cache)),
                                        "skipped": len(cache.skipped), "cache": str(split.cache_path)}
-    Path(path).write_text(json.dumps(summary, indent=2))
+    write_text_atomic(path, json.dumps(summary, indent=2))
     return summary
