@@ -1,7 +1,11 @@
 """Train one ensemble member: noisy pretraining, then k-fold fine-tuning on the curated split.
 
 Out-of-fold (OOF) predictions of a clip come only from the fold model that held it out; test
-predictions are the mean over fold models. Each finished fold is recorded, so a rerun skips it.
+predictions are the mean over fold models. Each finished fold is recorded, so a rerun skips it, and
+the run's OOF and test files cover every finished fold (folds may be trained by separate invocations).
+Test clips that cannot be decoded get the class priors (see ``freesound_tf.fallback``), so
+``test.csv`` has a row for every ``sample_submission.csv`` fname. The run folder is locked while a
+process trains it.
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ from freesound_tf.data.cache import WaveformCache
 from freesound_tf.data.folds import load_folds, make_folds, save_folds
 from freesound_tf.data.pipeline import TrainInput, eval_dataset
 from freesound_tf.data.prepare import PreparedData
+from freesound_tf.fallback import FALLBACK_FILE, complete_rows, warn_fallback, write_fallback_csv
 from freesound_tf.inference import model_inputs, predict_clips
+from freesound_tf.locking import atomic_path, write_text_atomic
 from freesound_tf.losses import get_loss
 from freesound_tf.metrics import lwlrap, map_at_k, per_class_lwlrap
 from freesound_tf.models import build_model
@@ -32,7 +38,9 @@ from freesound_tf.training.init_weights import initialise_from_run
 from freesound_tf.training.plots import plot_learning_curves, plot_per_class
 from freesound_tf.training.precision import dtype_policy, loss_scaled
 from freesound_tf.training.retrain import RETRAINED, retrain_on_validation
-from freesound_tf.training.run_folder import open_run_folder, write_run_info, write_task
+from freesound_tf.training.run_folder import (
+    lock_run_folder, open_run_folder, read_priors, write_priors, write_run_info, write_task,
+)
 from freesound_tf.training.stage import fit_stage
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,14 @@ class MemberResult:
     metrics: dict
 
 
+def member_run_dir(run_dir: str | Path, distribution: Distribution) -> Path:
+    """The folder this process writes: every worker runs the same steps; only the chief's go to the run
+    folder, the others write a scratch copy inside it (removed when the member finishes) and read
+    their own on resume."""
+    run_dir = Path(run_dir)
+    return run_dir if distribution.is_chief else run_dir / f".worker{distribution.worker_index}"
+
+
 class MemberTrainer:
     """Everything one member's training needs, shared by its stages and folds."""
 
@@ -53,11 +69,7 @@ class MemberTrainer:
                  distribution: Distribution | None = None) -> None:
         self.recipe, self.data, self.verbose = recipe, data, verbose
         self.distribution = distribution or make_distribution(recipe.train.strategy)
-        # Every worker runs the same steps; only the chief's go to the run folder, the others write
-        # a scratch copy beside it (removed when the member finishes) and read their own on resume.
-        self.run_dir = Path(run_dir)
-        if not self.distribution.is_chief:
-            self.run_dir = self.run_dir / f".worker{self.distribution.worker_index}"
+        self.run_dir = member_run_dir(run_dir, self.distribution)
         self.inputs = model_inputs(recipe)
         self.classes = list(data.layout.classes.names)
         self.multilabel = data.layout.multilabel
@@ -158,11 +170,12 @@ class MemberTrainer:
         if test is not None:
             np.save(fold_dir / "test.npy", self.predict(best, test, np.arange(len(test))))
         state = json.loads((fold_dir / "state.json").read_text())
-        summary = {"fold": k, "val_lwlrap": lwlrap(labels[val_idx], oof), "best_epoch": state["best_epoch"],
+        summary = {"fold": k, "val_lwlrap": _lwlrap_if_defined(labels[val_idx], oof, f"fold {k} validation"),
+                   "best_epoch": state["best_epoch"],
                    "epochs": state["epochs_done"], "train_clips": len(train_idx), "val_clips": len(val_idx),
                    "seconds": round(time.time() - started, 1)}
-        done.write_text(json.dumps(summary, indent=1))
-        print(f"[{self.recipe.name}] fold {k}: val lwlrap {summary['val_lwlrap']:.4f} "
+        write_text_atomic(done, json.dumps(summary, indent=1))
+        print(f"[{self.recipe.name}] fold {k}: val lwlrap {_number(summary['val_lwlrap'])} "
               f"(best epoch {summary['best_epoch']}/{summary['epochs']}, {summary['train_clips']} train / "
               f"{summary['val_clips']} val clips, {summary['seconds']:.0f} s)", flush=True)
         return summary
@@ -183,26 +196,49 @@ class MemberTrainer:
 
     # -- the whole member --------------------------------------------------------------------
     def run(self) -> MemberResult:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with lock_run_folder(self.run_dir):
+            result = self._run_locked()
+        if not self.distribution.is_chief:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        return result
+
+    def _run_locked(self) -> MemberResult:
+        wanted = self.recipe.train.folds_to_run or tuple(range(self.recipe.folds.n_splits))
         resumed = open_run_folder(self.run_dir, self.recipe)
-        write_run_info(self.run_dir, {"resumed": resumed, "data": str(self.data.layout.root)})
+        write_run_info(self.run_dir, {"resumed": resumed, "data": str(self.data.layout.root),
+                                      "folds": [int(k) for k in wanted]})
         write_task(self.run_dir, self.data.layout)
+        self._write_skipped()
         split = self.data.splits[self.data.train_split]
         test_split = self.data.splits.get("test")
         with split.open() as curated:
             labels = split.labels(curated)
+            write_priors(self.run_dir, self.data.layout.classes, labels)
             folds = self.folds(curated, labels)
             pretrained = self.pretrain(curated, labels)
-            wanted = self.recipe.train.folds_to_run or tuple(range(self.recipe.folds.n_splits))
             test = test_split.open() if test_split is not None else None
             try:
-                summaries = [self.finetune_fold(k, folds, curated, labels, test, pretrained) for k in wanted]
-                result = self._collect(curated, labels, folds, wanted, summaries, test, test_split)
+                for k in wanted:
+                    self.finetune_fold(k, folds, curated, labels, test, pretrained)
+                # Folds finished by earlier invocations (another --folds) count too.
+                finished = [k for k in range(self.recipe.folds.n_splits)
+                            if (self.run_dir / f"fold{k}" / "done.json").exists()]
+                summaries = [json.loads((self.run_dir / f"fold{k}" / "done.json").read_text()) for k in finished]
+                return self._collect(curated, labels, folds, finished, summaries, test, test_split)
             finally:
                 if test is not None:
                     test.close()
-        if not self.distribution.is_chief:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-        return result
+
+    def _write_skipped(self) -> None:
+        """``skipped.csv``: the clips of every split that could not be decoded, with the reason."""
+        rows = []
+        for name, split in self.data.splits.items():
+            listed = set(split.table.fnames)
+            with split.open() as cache:
+                rows += [(name, fname, reason) for fname, reason in cache.skipped if fname in listed]
+        with atomic_path(self.run_dir / "skipped.csv") as tmp:
+            pd.DataFrame(rows, columns=["split", "fname", "reason"]).to_csv(tmp, index=False)
 
     def _collect(self, curated, labels, folds, wanted, summaries, test, test_split) -> MemberResult:
         oof = np.full(labels.shape, np.nan, np.float32)
@@ -212,42 +248,59 @@ class MemberTrainer:
         np.save(self.run_dir / "oof.npy", oof)
         np.save(self.run_dir / "oof_labels.npy", labels)  # so stacking never needs the data folder
         _write_scores_csv(self.run_dir / "oof.csv", curated.fnames, oof, self.classes, folds)
-        per_class, weights = per_class_lwlrap(labels[covered], oof[covered])
+        if labels[covered].any():
+            per_class, _ = per_class_lwlrap(labels[covered], oof[covered])
+        else:
+            per_class = np.zeros(len(self.classes))
         metrics = {
             "member": self.recipe.name,
-            "oof_lwlrap": lwlrap(labels[covered], oof[covered]),
             "oof_lwlrap_per_fold": {str(s["fold"]): s["val_lwlrap"] for s in summaries},
             "per_class_lwlrap": dict(zip(self.classes, map(float, per_class))),
             "oof_clips": int(covered.sum()),
             "folds": [int(k) for k in wanted],
         }
+        self._score(metrics, "oof", labels[covered], oof[covered])
         pretrain_state = self.run_dir / "pretrain" / "state.json"
         if pretrain_state.exists():
             metrics["pretrain_best_val_lwlrap"] = json.loads(pretrain_state.read_text())["best_score"]
-        if not self.multilabel:
-            metrics["oof_map3"] = map_at_k(labels[covered], oof[covered], 3)
-        test_scores = None
-        if test is not None:
-            test_scores = np.mean([np.load(self.run_dir / f"fold{k}" / "test.npy") for k in wanted], axis=0)
-            np.save(self.run_dir / "test.npy", test_scores)
-            _write_scores_csv(self.run_dir / "test.csv", test.fnames, test_scores, self.classes)
-            if test_split.table.has_labels:
-                test_labels = test_split.labels(test)
-                np.save(self.run_dir / "test_labels.npy", test_labels)
-                metrics["test_lwlrap"] = lwlrap(test_labels, test_scores)
-                if not self.multilabel:
-                    metrics["test_map3"] = map_at_k(test_labels, test_scores, 3)
-        if self.recipe.train.calibration == "temperature":  # fit on OOF only; test.npy stays raw
+        test_scores = None if test is None else self._collect_test(metrics, test, test_split.table, wanted)
+        if self.recipe.train.calibration == "temperature" and covered.any():  # fit on OOF only; test.npy stays raw
             metrics["calibration"] = calibrate(oof[covered], labels[covered], self.multilabel)
             if test_scores is not None:
                 np.save(self.run_dir / "test_calibrated.npy",
                         apply_temperature(test_scores, metrics["calibration"]["temperature"], self.multilabel))
-        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        write_text_atomic(self.run_dir / "metrics.json", json.dumps(metrics, indent=1))
         self._plots(wanted, per_class)
         test_note = f", test lwlrap {metrics['test_lwlrap']:.4f}" if "test_lwlrap" in metrics else ""
-        print(f"[{self.recipe.name}] OOF lwlrap {metrics['oof_lwlrap']:.4f} over {metrics['oof_clips']} clips"
-              f"{test_note} -> {self.run_dir}", flush=True)
+        print(f"[{self.recipe.name}] OOF lwlrap {_number(metrics.get('oof_lwlrap'))} over {metrics['oof_clips']} "
+              f"clips{test_note} -> {self.run_dir}", flush=True)
         return MemberResult(self.run_dir, oof, test_scores, metrics)
+
+    def _collect_test(self, metrics: dict, test: WaveformCache, table, folds: list[int]) -> np.ndarray:
+        """Mean test scores of ``folds`` with one row per clip of the test table (sample_submission order):
+        clips that could not be decoded get the class priors, are named in a warning and listed in
+        ``test_fallback.csv``. Scored against the truth (when known) on every row, as Kaggle would."""
+        decoded = np.mean([np.load(self.run_dir / f"fold{k}" / "test.npy") for k in folds], axis=0)
+        scores = complete_rows(table.fnames, test.fnames, decoded, read_priors(self.run_dir, self.data.layout.classes))
+        listed = set(table.fnames)
+        fallback = [(fname, reason) for fname, reason in test.skipped if fname in listed]
+        np.save(self.run_dir / "test.npy", scores)
+        _write_scores_csv(self.run_dir / "test.csv", table.fnames, scores, self.classes)
+        write_fallback_csv(self.run_dir / FALLBACK_FILE, fallback)
+        warn_fallback(f"{self.recipe.name} test.csv", fallback, self.run_dir / FALLBACK_FILE)
+        metrics["test_fallback_clips"] = len(fallback)
+        if table.has_labels:
+            np.save(self.run_dir / "test_labels.npy", table.labels)
+            self._score(metrics, "test", table.labels, scores)
+        return scores
+
+    def _score(self, metrics: dict, prefix: str, labels: np.ndarray, scores: np.ndarray) -> None:
+        """Add ``<prefix>_lwlrap`` (and ``<prefix>_map3`` for single-label tasks) unless undefined."""
+        value = _lwlrap_if_defined(labels, scores, prefix)
+        if value is not None:
+            metrics[f"{prefix}_lwlrap"] = value
+            if not self.multilabel:
+                metrics[f"{prefix}_map3"] = map_at_k(labels, scores, 3)
 
     def _plots(self, wanted, per_class: np.ndarray) -> None:
         plots = self.run_dir / "plots"
@@ -257,6 +310,18 @@ class MemberTrainer:
         plot_learning_curves(histories, plots / "learning_curves.png")
         plot_per_class(self.classes, per_class, plots / "per_class_lwlrap.png",
                        f"{self.recipe.name}: OOF lwlrap per class")
+
+
+def _lwlrap_if_defined(labels: np.ndarray, scores: np.ndarray, what: str) -> float | None:
+    """lwlrap, or None with a warning when ``labels`` hold no positive label (the metric is undefined there)."""
+    if labels.any():
+        return lwlrap(labels, scores)
+    log.warning("%s lwlrap is undefined: none of its %d clip(s) has a positive label; not scored", what, len(labels))
+    return None
+
+
+def _number(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.4f}"
 
 
 def _write_scores_csv(path: Path, fnames, scores: np.ndarray, classes: list[str],
