@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import logging
 import os
 import secrets
@@ -92,6 +93,14 @@ def temp_name(path: str | Path, suffix: str = ".tmp") -> Path:
     """A temporary path beside ``path`` that no other process or call uses: ``.<name>.<pid>.<random><suffix>``."""
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+
+
+def remove_stale_temps(path: str | Path) -> None:
+    """Delete temporary files of ``path`` left by killed writers; call it only while holding the lock
+    that guards ``path`` (then no live writer can own one)."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        tmp.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from freesound_tf.config import AudioConfig
 from freesound_tf.data.audio import AudioDecodeError, load_audio, trim_silence
 from freesound_tf.data.features import GLOBAL_FEATURE_NAMES, global_features
-from freesound_tf.locking import atomic_path, file_lock
+from freesound_tf.locking import atomic_path, file_lock, remove_stale_temps
 
 FORMAT_VERSION = 2  # 2: per-clip source keys and the "complete" attribute
 PCM_SCALE = 32767.0
@@ -282,6 +282,10 @@ def _build_locked(split: str, path: Path, fnames: list[str], paths: list[str], c
     """The build itself, under the cache's lock; ``current`` maps every fname to its file's source key.
     Returns the (fname, reason) rows of the clips that could not be decoded."""
     parts_dir = path.with_name(path.name + ".parts")
+    for leftover in (path, report_path(path)):  # temporary files of killed builds (we hold the lock)
+        remove_stale_temps(leftover)
+    for tmp in parts_dir.glob(".part-*"):
+        tmp.unlink(missing_ok=True)
     final = _open_source(path)
     if final is not None and _fresh(final, current) == set(fnames):
         final.close()

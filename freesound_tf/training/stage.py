@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from freesound_tf.config import StageConfig
+from freesound_tf.locking import remove_stale_temps
 from freesound_tf.data.pipeline import TrainInput
 from freesound_tf.training.callbacks import ClipValidation, F2Curriculum, StageSchedule, StageState, settle_best
 from freesound_tf.training.checkpoints import checkpoint_problem, copy_atomic
@@ -85,6 +86,8 @@ def _readable_state(stage_dir: Path) -> StageState:
     stage back to its best epoch (``best.keras`` holds weights and optimizer state too) and the
     epochs after it are trained again; with no readable checkpoint the stage starts over.
     """
+    for name in ("best.keras", "last.keras", "state.json", "history.csv"):
+        remove_stale_temps(stage_dir / name)  # the run folder is locked: only killed writers left these
     state = StageState(stage_dir)
     best, last = stage_dir / "best.keras", stage_dir / "last.keras"
     if not state.epochs_done:
