@@ -7,6 +7,7 @@ import numpy as np
 
 from freesound_tf.config import StageConfig
 from freesound_tf.data.demo import make_demo_dataset
+from freesound_tf.data.pipeline import TrainInput
 from freesound_tf.data.prepare import prepare_data
 from freesound_tf.training.member import MemberTrainer
 from freesound_tf.training.stage import fit_stage
@@ -22,6 +23,7 @@ def fit_tiny_stage(root: Path, epochs: int) -> Path:
     split = data.splits["curated"]
     with split.open() as cache:
         labels, rows = split.labels(cache), np.arange(len(cache))
+        train_input = TrainInput(cache, labels, recipe.pipeline, recipe.audio.sample_rate, rows, inputs=trainer.inputs)
         return fit_stage(trainer.make_model, trainer.compile_model, StageConfig(epochs=epochs), root / "run" / "stage",
-                         trainer.train_input(cache, labels, rows), lambda m: trainer.predict(m, cache, rows), labels,
-                         root / "run" / "tensorboard", verbose=0)
+                         train_input, lambda m: trainer.predict(m, cache, rows), labels, root / "run" / "tensorboard",
+                         verbose=0)

@@ -22,16 +22,17 @@ def _datasets(path):
         return {name: f[name][()] for name in ("samples", "offsets", "global_features", "fnames")}
 
 
-def test_two_prepare_processes_on_a_new_work_folder_build_one_whole_cache(medium_demo, tmp_path):
+def test_prepare_processes_started_together_on_a_new_work_folder_build_one_whole_cache(medium_demo, tmp_path):
     """The reported failure: one process died with BlockingIOError and the other cached hundreds of
-    clips as zeros. Now both finish and the cache equals one built by a single process."""
+    clips as zeros. Now all finish and the cache equals one built by a single process. (Four
+    processes: with two, the old code's collisions depended on timing and were missed now and then.)"""
     recipe = write_recipe(tmp_path / "tiny.toml")
     work = tmp_path / "work"
     command = cli_command("prepare", "--input", medium_demo, "--work", work, "--recipe", recipe, "--workers", "1",
                           "--quiet")
-    with children(command, command) as (first, second):
-        codes = [first.finish(240), second.finish(240)]
-    assert codes == [0, 0], first.output[-2000:] + second.output[-2000:]
+    with children(*[command] * 4) as started:
+        codes = [child.finish(240) for child in started]
+    assert codes == [0] * 4, "\n".join(child.output[-2000:] for child in started)
     table = load_layout(medium_demo).splits["curated"]
     reference = build_cache(table, AUDIO, tmp_path / "serial", workers=1, progress=False)
     shared, alone = _datasets(cache_path(work / "cache", "curated", AUDIO)), _datasets(reference)
