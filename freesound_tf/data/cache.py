@@ -266,10 +266,13 @@ def build_cache(table: ClipTable, audio: AudioConfig, cache_dir: str | Path, wor
     paths = [str(p) for p in table.paths()]
     _check_unique(fnames, table.name)
     path = cache_path(cache_dir, table.name, audio)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(path.with_name(path.name + ".lock"), f"waveform cache {path}", wait=True):
-        current = {fname: source_key(p) for fname, p in zip(fnames, paths)}
-        skipped = _build_locked(table.name, path, fnames, paths, current, audio, workers, progress, shard_size)
+    current = {fname: source_key(p) for fname, p in zip(fnames, paths)}
+    # A finished file needs no lock to be read (also in a read-only folder); leftover parts need one to go.
+    skipped = None if _parts_dir(path).exists() else _reusable(table.name, path, current)
+    if skipped is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(path.with_name(path.name + ".lock"), f"waveform cache {path}", wait=True):
+            skipped = _build_locked(table.name, path, fnames, paths, current, audio, workers, progress, shard_size)
     skipped = [(f, r) for f, r in skipped if f in current]
     if skipped:
         log.warning("split %s: %d clips could not be decoded and are left out: %s; report: %s", table.name,
@@ -277,21 +280,38 @@ def build_cache(table: ClipTable, audio: AudioConfig, cache_dir: str | Path, wor
     return path
 
 
+def _parts_dir(path: Path) -> Path:
+    return path.with_name(path.name + ".parts")
+
+
+def _reusable(split: str, path: Path, current: dict[str, str]) -> list[tuple[str, str]] | None:
+    """The skipped rows of the cache at ``path`` if it is whole and holds every clip of ``current`` as its
+    file is now; None if it must be (re)built."""
+    try:
+        cache = WaveformCache(path)
+    except OSError:  # missing or unreadable: the locked build decides
+        return None
+    with cache:
+        if _fresh(cache, current) != set(current):
+            return None
+        log.info("split %s: reusing %s (%d clips, %d skipped)", split, path, len(cache), len(cache.skipped))
+        return cache.skipped
+
+
 def _build_locked(split: str, path: Path, fnames: list[str], paths: list[str], current: dict[str, str],
                   audio: AudioConfig, workers: int | None, progress: bool, shard_size: int) -> list[tuple[str, str]]:
     """The build itself, under the cache's lock; ``current`` maps every fname to its file's source key.
     Returns the (fname, reason) rows of the clips that could not be decoded."""
-    parts_dir = path.with_name(path.name + ".parts")
+    parts_dir = _parts_dir(path)
     for leftover in (path, report_path(path)):  # temporary files of killed builds (we hold the lock)
         remove_stale_temps(leftover)
     for tmp in parts_dir.glob(".part-*"):
         tmp.unlink(missing_ok=True)
-    final = _open_source(path)
-    if final is not None and _fresh(final, current) == set(fnames):
-        final.close()
+    skipped = _reusable(split, path, current)  # e.g. built by the process we waited for
+    if skipped is not None:
         shutil.rmtree(parts_dir, ignore_errors=True)  # left over if a merge was killed after its rename
-        log.info("split %s: reusing %s (%d clips, %d skipped)", split, path, len(final), len(final.skipped))
-        return final.skipped
+        return skipped
+    final = _open_source(path)
     sources: list[WaveformCache] = [final] if final is not None else []
     sources += [c for c in map(_open_source, sorted(parts_dir.glob("*.h5"))) if c is not None]
     done = set().union(*(_fresh(c, current) for c in sources))

@@ -26,7 +26,7 @@ from freesound_tf.data.cache import WaveformCache
 from freesound_tf.data.folds import load_folds, make_folds, save_folds
 from freesound_tf.data.pipeline import TrainInput, eval_dataset
 from freesound_tf.data.prepare import PreparedData
-from freesound_tf.fallback import FALLBACK_FILE, complete_rows, warn_fallback, write_fallback_csv
+from freesound_tf.fallback import FALLBACK_FILE, warn_fallback, write_fallback_csv
 from freesound_tf.inference import model_inputs, predict_clips
 from freesound_tf.locking import atomic_path, write_text_atomic
 from freesound_tf.losses import get_loss
@@ -169,6 +169,8 @@ class MemberTrainer:
                                          self.distribution)
         if test is not None:
             np.save(fold_dir / "test.npy", self.predict(best, test, np.arange(len(test))))
+            # Its rows: the test cache may change between folds (a repaired clip is decoded on a later run).
+            (fold_dir / "test_fnames.txt").write_text("".join(f"{fname}\n" for fname in test.fnames))
         state = json.loads((fold_dir / "state.json").read_text())
         summary = {"fold": k, "val_lwlrap": _lwlrap_if_defined(labels[val_idx], oof, f"fold {k} validation"),
                    "best_epoch": state["best_epoch"],
@@ -277,13 +279,30 @@ class MemberTrainer:
         return MemberResult(self.run_dir, oof, test_scores, metrics)
 
     def _collect_test(self, metrics: dict, test: WaveformCache, table, folds: list[int]) -> np.ndarray:
-        """Mean test scores of ``folds`` with one row per clip of the test table (sample_submission order):
-        clips that could not be decoded get the class priors, are named in a warning and listed in
-        ``test_fallback.csv``. Scored against the truth (when known) on every row, as Kaggle would."""
-        decoded = np.mean([np.load(self.run_dir / f"fold{k}" / "test.npy") for k in folds], axis=0)
-        scores = complete_rows(table.fnames, test.fnames, decoded, read_priors(self.run_dir, self.data.layout.classes))
-        listed = set(table.fnames)
-        fallback = [(fname, reason) for fname, reason in test.skipped if fname in listed]
+        """Test scores with one row per clip of the test table (sample_submission order): each clip's mean
+        over the fold models that scored it; clips none could decode get the class priors, are named in a
+        warning and listed in ``test_fallback.csv``. Scored against the truth (when known) on every row,
+        as Kaggle would."""
+        position = {fname: i for i, fname in enumerate(table.fnames)}
+        sums = np.zeros((len(table.fnames), len(self.classes)), np.float64)
+        counts = np.zeros(len(table.fnames), np.int64)
+        for k in folds:
+            fold_dir = self.run_dir / f"fold{k}"
+            scores = np.load(fold_dir / "test.npy")
+            names_file = fold_dir / "test_fnames.txt"
+            names = names_file.read_text().splitlines() if names_file.exists() else list(test.fnames)
+            if len(names) != len(scores):
+                raise ValueError(f"{fold_dir / 'test.npy'}: {len(scores)} rows for {len(names)} test clips; delete "
+                                 f"{fold_dir / 'done.json'} and rerun to score the test clips again")
+            pairs = np.array([(position[name], i) for i, name in enumerate(names) if name in position],
+                             np.int64).reshape(-1, 2)  # (table row, fold row)
+            sums[pairs[:, 0]] += scores[pairs[:, 1]]
+            counts[pairs[:, 0]] += 1
+        priors = read_priors(self.run_dir, self.data.layout.classes)
+        scores = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], priors).astype(np.float32)
+        reasons = dict(test.skipped)
+        fallback = [(fname, reasons.get(fname, "not scored by any fold model"))
+                    for fname, count in zip(table.fnames, counts) if count == 0]
         np.save(self.run_dir / "test.npy", scores)
         _write_scores_csv(self.run_dir / "test.csv", table.fnames, scores, self.classes)
         write_fallback_csv(self.run_dir / FALLBACK_FILE, fallback)

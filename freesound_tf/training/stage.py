@@ -9,8 +9,8 @@ import keras
 import numpy as np
 
 from freesound_tf.config import StageConfig
-from freesound_tf.locking import remove_stale_temps
 from freesound_tf.data.pipeline import TrainInput
+from freesound_tf.locking import remove_stale_temps
 from freesound_tf.training.callbacks import ClipValidation, F2Curriculum, StageSchedule, StageState, settle_best
 from freesound_tf.training.checkpoints import checkpoint_problem, copy_atomic
 from freesound_tf.training.distribute import Distribution, make_distribution

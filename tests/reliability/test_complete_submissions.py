@@ -62,7 +62,8 @@ def test_predict_scores_every_audio_file_and_rescores_changed_ones(tiny_runs, tm
 
 def test_a_run_whose_test_clips_are_all_unreadable_finishes_with_every_row(tmp_path, capsys, caplog):
     """Reported: every fold trained, then "y_true has no positive label", on every rerun. Folds are
-    also trained by two invocations (--folds 0, then --folds 1) into one run folder."""
+    also trained by two invocations (--folds 0, then --folds 1) into one run folder, and one test
+    clip is repaired in between: only fold 1 can score it."""
     demo = make_demo_dataset(tmp_path / "demo", seed=9, sample_rate=8000, n_curated=32, n_noisy=2, n_test=5)
     for clip in (demo / "test").iterdir():
         clip.write_bytes(GARBAGE)
@@ -76,17 +77,19 @@ def test_a_run_whose_test_clips_are_all_unreadable_finishes_with_every_row(tmp_p
     assert "5 skipped (listed in" in printed and ".report.csv" in printed
     assert f"{bad_curated.name} (cannot decode" in caplog.text  # the clip is named, with the reason
 
-    for folds in ("0", "1"):
-        assert main(["train", *common, "--run-dir", str(run), "--folds", folds]) == 0
-    sample = pd.read_csv(demo / "sample_submission.csv")["fname"]
+    sample = list(pd.read_csv(demo / "sample_submission.csv")["fname"])
+    assert main(["train", *common, "--run-dir", str(run), "--folds", "0"]) == 0
+    shutil.copy(sorted((demo / "train_curated").iterdir())[1], demo / "test" / sample[0])  # repaired
+    assert main(["train", *common, "--run-dir", str(run), "--folds", "1"]) == 0
     test = _rows(run / "test.csv")
-    assert list(test.index) == list(sample)
-    np.testing.assert_allclose(test.to_numpy(), np.tile(_priors(run), (len(sample), 1)), atol=2e-6)
-    assert list(pd.read_csv(run / "test_fallback.csv")["fname"]) == list(sample)
+    assert list(test.index) == sample
+    np.testing.assert_allclose(test.loc[sample[1:]].to_numpy(), np.tile(_priors(run), (4, 1)), atol=2e-6)
+    assert not np.allclose(test.loc[sample[0]], _priors(run), atol=1e-4)
+    assert list(pd.read_csv(run / "test_fallback.csv")["fname"]) == sample[1:]
     skipped = pd.read_csv(run / "skipped.csv")
-    assert sorted(skipped["fname"]) == sorted([bad_curated.name, *sample])
+    assert sorted(skipped["fname"]) == sorted([bad_curated.name, *sample[1:]])
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["folds"] == [0, 1] and metrics["test_fallback_clips"] == 5 and "test_lwlrap" in metrics
+    assert metrics["folds"] == [0, 1] and metrics["test_fallback_clips"] == 4 and "test_lwlrap" in metrics
     invocations = [json.loads(line)["folds"] for line in (run / "runs.jsonl").read_text().splitlines()]
     assert invocations == [[0], [1]]
 
@@ -94,6 +97,6 @@ def test_a_run_whose_test_clips_are_all_unreadable_finishes_with_every_row(tmp_p
     stacker.write_text('name = "tiny"\nmax_epochs = 2\npatience = 1\n[folds]\nn_splits = 2\n')
     run_stacking(stacker, [run], tmp_path / "stack")
     stacked = _rows(tmp_path / "stack" / "submission.csv")
-    assert list(stacked.index) == list(sample)
-    np.testing.assert_allclose(stacked.to_numpy(), test.to_numpy(), atol=2e-6)
-    assert list(pd.read_csv(tmp_path / "stack" / "test_fallback.csv")["fname"]) == list(sample)
+    assert list(stacked.index) == sample
+    np.testing.assert_allclose(stacked.loc[sample[1:]].to_numpy(), test.loc[sample[1:]].to_numpy(), atol=2e-6)
+    assert list(pd.read_csv(tmp_path / "stack" / "test_fallback.csv")["fname"]) == sample[1:]
