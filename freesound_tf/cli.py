@@ -257,10 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="score a folder of clips with a trained run, write a Kaggle CSV",
                              description="Decode every audio file of a folder (any length, sample rate and "
-                                         "channel count; unreadable files are skipped and listed), average the "
-                                         "scores of the run's fold models with the run's test-time augmentation, "
-                                         "and write a Kaggle submission: FAT2019 runs write fname + one score "
-                                         "column per class, FAT2018 runs write fname + the top 3 labels.")
+                                         "channel count), average the scores of the run's fold models with the "
+                                         "run's test-time augmentation, and write a Kaggle submission with a row "
+                                         "per file: FAT2019 runs write fname + one score column per class, FAT2018 "
+                                         "runs write fname + the top 3 labels. Files that cannot be decoded get "
+                                         "the run's class priors and are listed beside OUT in <name>.fallback.csv.")
     predict.add_argument("--run", required=True, help="run folder written by `freesound-tf train`")
     predict.add_argument("--audio-dir", required=True, help="folder of clips to score")
     predict.add_argument("--out", default="submission.csv", help="CSV to write (default submission.csv)")

@@ -33,7 +33,7 @@ def run_stacking(recipe_path: str | Path, run_dirs: list[Path], out_dir: Path, v
     fit = fit_stacker(members.oof.transpose(1, 2, 0), members.labels, members.test.transpose(1, 2, 0), weights,
                       config, out_dir, members.multilabel, verbose)
     fallback = _fallback_rows(members)
-    if fallback:  # undecodable clips keep the members' class priors, as in their own test.csv
+    if fallback:  # the members' mean, not the stacker's answer to priors: the class priors if no member decoded it
         rows = np.isin(members.test_fnames, [fname for fname, _ in fallback])
         fit.test[rows] = members.test[:, rows].mean(axis=0)
     np.save(out_dir / "oof_stacked.npy", fit.oof)
@@ -52,7 +52,7 @@ def run_stacking(recipe_path: str | Path, run_dirs: list[Path], out_dir: Path, v
 
 
 def _fallback_rows(members: MemberScores) -> list[tuple[str, str]]:
-    """Test clips some member scored with the class priors (``test_fallback.csv``), in test order."""
+    """Test clips some member could not decode (its ``test_fallback.csv``), in test order."""
     reasons: dict[str, str] = {}
     for run_dir in members.run_dirs:
         reasons.update(read_fallback_csv(run_dir / FALLBACK_FILE))

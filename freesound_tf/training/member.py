@@ -198,7 +198,6 @@ class MemberTrainer:
 
     # -- the whole member --------------------------------------------------------------------
     def run(self) -> MemberResult:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         with lock_run_folder(self.run_dir):
             result = self._run_locked()
         if not self.distribution.is_chief:
