@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from freesound_tf.config import ConfigError, Recipe, load_recipe
+from freesound_tf.locking import InUseError
 
 
 def _recipe(path: str | None) -> Recipe:
@@ -36,49 +37,74 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     summary = write_summary(data, work / "prepare.json")
     print(f"{summary['layout']} data in {summary['input']}: {summary['classes']} classes")
     for name, split in summary["splits"].items():
-        print(f"  {name:8s} {split['cached']:6d} clips cached, {split['skipped']} skipped -> {split['cache']}")
+        listed = f" (listed in {split['report']})" if split["skipped"] else ""
+        print(f"  {name:8s} {split['cached']:6d} clips cached, {split['skipped']} skipped{listed} -> {split['cache']}")
     print(f"class map, folds ({recipe.folds.n_splits}) and summary written to {work}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from freesound_tf.config import scale_epochs
     from freesound_tf.data.prepare import prepare_data
+    from freesound_tf.models import check_model_config
     from freesound_tf.training.distribute import make_distribution
-    from freesound_tf.training.member import train_member
+    from freesound_tf.training.member import member_run_dir, train_member
+    from freesound_tf.training.run_folder import lock_run_folder
 
     recipe = scale_epochs(load_recipe(args.recipe), args.epochs_scale)
     if args.strategy:
         recipe = replace(recipe, train=replace(recipe.train, strategy=args.strategy))
+    if args.n_splits is not None:
+        if args.n_splits < 2:
+            raise ConfigError(f"--n-splits {args.n_splits}: k-fold training needs at least 2 folds")
+        recipe = replace(recipe, folds=replace(recipe.folds, n_splits=args.n_splits))
+    if args.folds is not None:
+        recipe = replace(recipe, train=replace(recipe.train, folds_to_run=_fold_list(args.folds,
+                                                                                     recipe.folds.n_splits)))
     # First TensorFlow work of the process: the multi-worker strategy must exist before any other op.
     distribution = make_distribution(recipe.train.strategy)
-    if args.n_splits:
-        recipe = replace(recipe, folds=replace(recipe.folds, n_splits=args.n_splits))
-    if args.folds:
-        recipe = replace(recipe, train=replace(recipe.train, folds_to_run=_fold_list(args.folds)))
-    data = prepare_data(args.input, recipe.audio, Path(args.work), workers=args.workers, progress=not args.quiet,
-                        noisy_csv=args.noisy_csv)
+    try:  # an unknown model or variant fails now, naming the recipe, not after the data is cached
+        check_model_config(recipe.model)
+    except ConfigError as err:
+        raise ConfigError(f"{args.recipe}: {err}") from None
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.runs) / recipe.name
-    train_member(recipe, data, run_dir, verbose=0 if args.quiet else 1, distribution=distribution)
+    with lock_run_folder(member_run_dir(run_dir, distribution)):  # refuse a run folder in use before any work
+        data = prepare_data(args.input, recipe.audio, Path(args.work), workers=args.workers,
+                            progress=not args.quiet, noisy_csv=args.noisy_csv)
+        train_member(recipe, data, run_dir, verbose=0 if args.quiet else 1, distribution=distribution)
 
 
-def _fold_list(text: str) -> tuple[int, ...]:
+def _fold_list(text: str, n_splits: int) -> tuple[int, ...]:
+    """``--folds 0,2`` -> (0, 2), checked against the number of folds before any work."""
     try:
-        return tuple(int(k) for k in text.split(","))
+        folds = tuple(int(k) for k in text.split(","))
     except ValueError:
         raise ConfigError(f"--folds {text!r}: expected comma-separated fold numbers such as 0,1,2") from None
+    if len(set(folds)) != len(folds):
+        raise ConfigError(f"--folds {text!r}: a fold is listed twice")
+    if not all(0 <= k < n_splits for k in folds):
+        raise ConfigError(f"--folds {text!r}: folds are numbered 0..{n_splits - 1} ({n_splits} folds); "
+                          "pick from those or change --n-splits")
+    return folds
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from freesound_tf.data.cache import describe_clips
+    from freesound_tf.fallback import write_fallback_csv
     from freesound_tf.inference import predict_folder, write_submission
 
+    out = Path(args.out)
+    if not out.parent.is_dir():  # checked before the scoring, not after it
+        raise FileNotFoundError(f"--out {out}: folder {out.parent} does not exist; create it or pass another path")
     run, fnames, scores, skipped = predict_folder(args.run, args.audio_dir, args.work, workers=args.workers,
                                                   progress=not args.quiet)
-    write_submission(args.out, fnames, scores, run.classes.names, run.multilabel)
-    print(f"{len(fnames)} clips scored with {len(run.fold_models)} fold model(s) of {run.run_dir} -> {args.out}")
+    write_submission(out, fnames, scores, run.classes.names, run.multilabel)
+    print(f"{len(fnames)} clips scored with {len(run.fold_models)} fold model(s) of {run.run_dir} -> {out}")
+    fallback_csv = out.with_name(f"{out.stem}.fallback.csv")
+    fallback_csv.unlink(missing_ok=True)  # never leave the list of an earlier prediction beside this one
     if skipped:
-        print(f"{len(skipped)} unreadable clip(s) skipped:")
-        for fname, reason in skipped:
-            print(f"  {fname}: {reason}")
+        write_fallback_csv(fallback_csv, skipped)
+        print(f"{len(skipped)} unreadable clip(s) scored with the class priors: {describe_clips(skipped)}; "
+              f"list: {fallback_csv}")
 
 
 def cmd_relabel(args: argparse.Namespace) -> None:
@@ -231,10 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="score a folder of clips with a trained run, write a Kaggle CSV",
                              description="Decode every audio file of a folder (any length, sample rate and "
-                                         "channel count; unreadable files are skipped and listed), average the "
-                                         "scores of the run's fold models with the run's test-time augmentation, "
-                                         "and write a Kaggle submission: FAT2019 runs write fname + one score "
-                                         "column per class, FAT2018 runs write fname + the top 3 labels.")
+                                         "channel count), average the scores of the run's fold models with the "
+                                         "run's test-time augmentation, and write a Kaggle submission with a row "
+                                         "per file: FAT2019 runs write fname + one score column per class, FAT2018 "
+                                         "runs write fname + the top 3 labels. Files that cannot be decoded get "
+                                         "the run's class priors and are listed beside OUT in <name>.fallback.csv.")
     predict.add_argument("--run", required=True, help="run folder written by `freesound-tf train`")
     predict.add_argument("--audio-dir", required=True, help="folder of clips to score")
     predict.add_argument("--out", default="submission.csv", help="CSV to write (default submission.csv)")
@@ -318,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:  # ConfigError, DataValidationError too
+    except (ValueError, FileNotFoundError, FileExistsError, InUseError) as err:  # ConfigError, DataValidationError too
         # Input problems end with one line naming the file and the fix; --verbose shows the traceback.
         if args.verbose:
             raise

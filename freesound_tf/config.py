@@ -383,6 +383,12 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def __post_init__(self) -> None:
+        folds, n = self.train.folds_to_run, self.folds.n_splits
+        _check(len(set(folds)) == len(folds), "train.folds_to_run", f"lists a fold twice ({list(folds)})")
+        _check(all(0 <= k < n for k in folds), "train.folds_to_run",
+               f"folds are numbered 0..{n - 1} (folds.n_splits = {n}), got {list(folds)}")
+
 
 def _check(ok: bool, key: str, why: str) -> None:
     if not ok:
@@ -467,6 +473,9 @@ def _load_toml(path: str | Path, cls: type[T], what: str) -> T:
         raise ConfigError(f"{path}: {what} not found; pass an existing TOML") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err}); fix the syntax") from None
+    if not data:  # an empty file would silently mean "every default", e.g. a full-size model
+        raise ConfigError(f"{path}: the {what} is empty; set at least its name and the sections you change "
+                          "(see models/demo.toml or stacking/lc1d.toml)")
     try:
         return from_dict(cls, data)
     except ConfigError as err:

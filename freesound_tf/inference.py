@@ -160,10 +160,16 @@ class FolderTable:
         audio_dir = Path(audio_dir)
         if not audio_dir.is_dir():
             raise FileNotFoundError(f"{audio_dir}: no such folder; pass the folder holding the clips to score")
-        fnames = sorted(p.name for p in audio_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        files = sorted(p.name for p in audio_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        fnames = [name for name in files if Path(name).suffix.lower() in AUDIO_SUFFIXES]
         if not fnames:
             raise FileNotFoundError(f"{audio_dir}: no audio files ({', '.join(AUDIO_SUFFIXES)}); "
                                     "pass the folder holding the clips to score")
+        others = [name for name in files if Path(name).suffix.lower() not in AUDIO_SUFFIXES]
+        if others:
+            named = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            log.warning("%s: %d file(s) without an audio extension (%s) are not scored: %s; rename them "
+                        "if they are audio", audio_dir, len(others), " ".join(AUDIO_SUFFIXES), named)
         # The cache name follows the folder, so two folders never share (or clobber) a cache.
         digest = hashlib.sha1(str(audio_dir.resolve()).encode()).hexdigest()[:10]
         return cls(f"predict-{digest}", audio_dir, fnames)
@@ -174,16 +180,19 @@ class FolderTable:
 
 def predict_folder(run_dir: str | Path, audio_dir: str | Path, work_dir: str | Path,
                    workers: int | None = None, progress: bool = True):
-    """Scores of every readable clip in ``audio_dir``: mean over the run's fold models.
+    """Scores of every audio file in ``audio_dir``: mean over the run's fold models.
 
-    Returns ``(run, fnames, scores, skipped)``; ``skipped`` lists (fname, reason) of clips that
-    could not be decoded (also in the cache report). Clips may have any length, rate and channels.
+    Returns ``(run, fnames, scores, skipped)`` with a row for every audio file (sorted by name);
+    ``skipped`` lists (fname, reason) of clips that could not be decoded, whose rows hold the run's
+    class priors (see ``freesound_tf.fallback``; also in the cache report). Clips may have any
+    length, rate and channels. A folder without any decodable clip is an error.
     """
     import keras
 
     import freesound_tf.models  # noqa: F401  (registers the custom layers load_model needs, kapre's too)
-    from freesound_tf.data.cache import WaveformCache, build_cache
-    from freesound_tf.training.run_folder import load_run
+    from freesound_tf.data.cache import WaveformCache, build_cache, report_path
+    from freesound_tf.fallback import complete_rows
+    from freesound_tf.training.run_folder import load_run, read_priors
 
     run = load_run(run_dir)
     table = FolderTable.scan(audio_dir)
@@ -193,10 +202,16 @@ def predict_folder(run_dir: str | Path, audio_dir: str | Path, work_dir: str | P
         rows = np.array([i for i, f in enumerate(cache.fnames) if f in wanted], np.int64)
         fnames = [cache.fnames[i] for i in rows]
         skipped = [(f, reason) for f, reason in cache.skipped if f in wanted]
+        if not len(rows):
+            raise ValueError(f"{audio_dir}: none of its {len(table.fnames)} audio file(s) could be decoded "
+                             f"(e.g. {skipped[0][0]}: {skipped[0][1]}); see {report_path(cache_file)}")
+        priors = read_priors(run.run_dir, run.classes) if skipped else None
         scores = np.zeros((len(rows), len(run.classes)), np.float32)
         for path in run.fold_models:
             model = keras.models.load_model(path, compile=False)
             scores += predict_clips(model, cache, rows, run.recipe) / len(run.fold_models)
+        if skipped:  # every file gets a row
+            scores, fnames = complete_rows(table.fnames, fnames, scores, priors), list(table.fnames)
     return run, fnames, scores, skipped
 
 

@@ -27,7 +27,8 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
 
     soundfile reads WAV (8/16/24/32-bit PCM, float), FLAC, OGG and MP3; audioread is the
     fallback for anything else. Channels are averaged. Raises :class:`AudioDecodeError` for
-    unreadable, empty, all-silent or non-finite audio.
+    unreadable, empty or non-finite audio; an all-silent clip is returned as it is (a test clip
+    that is silent still needs a score).
     """
     path = Path(path)
     if not path.is_file():
@@ -38,8 +39,6 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     y = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not np.all(np.isfinite(y)):
         raise AudioDecodeError(path, "contains NaN or inf samples")
-    if not np.any(y):
-        raise AudioDecodeError(path, "all silent")
     if native_rate != sample_rate:
         y = soxr.resample(y, native_rate, sample_rate, quality="HQ")
     # Float files may exceed full scale and resampling can overshoot slightly.

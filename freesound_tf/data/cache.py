@@ -12,15 +12,22 @@ File layout (every part file written during a build has the same layout):
 - ``global_features``  float32 (n, steps, 12) of the untrimmed clip (see ``features``)
 - ``length_feature``   float32 (n,)     trimmed length / (length_norm_seconds * sample_rate)
 - ``fnames``           utf-8 (n,)
-- ``skipped_fnames``/``skipped_reasons`` utf-8: clips that could not be decoded
-- attributes: the audio settings, ``key`` and ``format_version``
+- ``source_keys``      utf-8 (n,)     "<size>:<mtime_ns>" of each clip's audio file when it was decoded
+- ``skipped_fnames``/``skipped_reasons``/``skipped_source_keys`` utf-8: clips that could not be decoded
+- attributes: the audio settings, ``key``, ``format_version`` and ``complete`` (written last)
 
 A build decodes the clips missing from the existing file in worker processes and writes
 each finished shard atomically to ``<file>.parts/``; an interrupted build (exception,
 Ctrl-C, SIGKILL) resumes from those parts. Once every clip is accounted for, the old file
 and the parts are merged into a new file that atomically replaces the old one. Clips that
-fail to decode are skipped and listed in ``<split>-<key>.report.csv``; delete the cache
-file to retry them.
+fail to decode are skipped and listed in ``<split>-<key>.report.csv``.
+
+A clip counts as cached only while its audio file has the size and modification time (ns) it
+had when decoded: a replaced or edited file is decoded again on the next build, and so is an
+unreadable one whose file changed. (A rewrite that keeps both the size and the nanosecond mtime
+is not noticed; touch the file.) One process at a time builds a cache file (a lock file
+``<file>.lock``); another that needs it waits, then reuses what the first one built. Temporary
+files have unique names, so nothing two processes write can mix.
 """
 from __future__ import annotations
 
@@ -32,6 +39,8 @@ import logging
 import multiprocessing
 import os
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -44,11 +53,13 @@ from tqdm.auto import tqdm
 from freesound_tf.config import AudioConfig
 from freesound_tf.data.audio import AudioDecodeError, load_audio, trim_silence
 from freesound_tf.data.features import GLOBAL_FEATURE_NAMES, global_features
+from freesound_tf.locking import atomic_path, file_lock, remove_stale_temps
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-clip source keys and the "complete" attribute
 PCM_SCALE = 32767.0
 _WRITE_BLOCK = 1 << 24  # samples (32 MB of int16) buffered per HDF5 write
 _STR = h5py.string_dtype("utf-8")
+_NAMED = 5  # skipped or quiet clips named in a log message before "and N more"
 log = logging.getLogger(__name__)
 
 
@@ -81,6 +92,21 @@ def report_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.report.csv")
 
 
+def source_key(path: str | Path) -> str:
+    """``"<size>:<mtime_ns>"`` of an audio file (``"missing"`` if absent): what a cached clip is tied to."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def describe_clips(rows: Sequence[tuple[str, str]], limit: int = _NAMED) -> str:
+    """``"a.wav (reason), b.wav (reason) and 3 more"``: the first ``limit`` (fname, reason) rows, then a count."""
+    named = ", ".join(f"{fname} ({reason})" for fname, reason in rows[:limit])
+    return named + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
 class WaveformCache:
     """Read access to one cache file; samples are read lazily, one hyperslab at a time.
 
@@ -106,6 +132,8 @@ class WaveformCache:
         version = int(f.attrs.get("format_version", -1))
         if version != FORMAT_VERSION:
             raise OSError(f"format version {version}, this code reads {FORMAT_VERSION}")
+        if not f.attrs.get("complete", False):
+            raise OSError("incomplete file (its writer never finished)")
         self.key = str(f.attrs["key"])
         self.sample_rate = int(f.attrs["sample_rate"])
         self.steps = int(f.attrs["global_steps"])
@@ -116,6 +144,17 @@ class WaveformCache:
         self.length_feature: np.ndarray = f["length_feature"][()]
         self.skipped: list[tuple[str, str]] = list(zip(
             f["skipped_fnames"].asstr()[()], f["skipped_reasons"].asstr()[()]))
+        # fname -> source key of every clip, cached or skipped
+        self.source_keys: dict[str, str] = dict(zip(self.fnames, f["source_keys"].asstr()[()]))
+        self.source_keys.update(zip((s[0] for s in self.skipped), f["skipped_source_keys"].asstr()[()]))
+        n = len(self.fnames)
+        sizes = [len(self.offsets), len(self.lengths), len(self.untrimmed_lengths), len(self.length_feature),
+                 len(f["global_features"]), len(f["source_keys"])]
+        end = int((self.offsets + self.lengths).max()) if n else 0
+        if any(size != n for size in sizes) or len(self.source_keys) != n + len(self.skipped) \
+                or end > len(f["samples"]):
+            raise OSError(f"inconsistent datasets ({n} fnames, per-clip arrays {sizes}, samples end {end} "
+                          f"of {len(f['samples'])})")
 
     def __len__(self) -> int:
         return len(self.fnames)
@@ -188,6 +227,7 @@ class _Clip(NamedTuple):
     pcm: np.ndarray | None  # int16 trimmed samples
     untrimmed_length: int
     features: np.ndarray | None
+    note: str = ""  # kept, but worth a warning
 
 
 def _process_clip(job: tuple[str, str, AudioConfig]) -> _Clip:
@@ -196,10 +236,15 @@ def _process_clip(job: tuple[str, str, AudioConfig]) -> _Clip:
     try:
         y = load_audio(path, audio.sample_rate)
         trimmed, _, _ = trim_silence(y, audio.trim_top_db)
-        if trimmed.size == 0:
-            return _Clip(fname, "empty after trimming", None, 0, None)
+        if trimmed.size == 0:  # nothing above the threshold: a quiet clip is still a clip
+            trimmed = y
         pcm = np.round(np.clip(trimmed, -1.0, 1.0) * PCM_SCALE).astype(np.int16)
-        return _Clip(fname, "", pcm, len(y), global_features(y, audio.global_steps))
+        note = ""
+        if not pcm.any() and trimmed.any():
+            note = (f"peak {np.abs(trimmed).max():.1e} is below the int16 cache's resolution (1/{2 * PCM_SCALE:.0f}): "
+                    "its waveform is stored as silence (global features keep the float audio); "
+                    "normalise the file to keep it")
+        return _Clip(fname, "", pcm, len(y), global_features(y, audio.global_steps), note)
     except AudioDecodeError as err:
         return _Clip(fname, err.reason, None, 0, None)
     except Exception as err:  # one odd file must never abort a build of thousands
@@ -208,10 +253,12 @@ def _process_clip(job: tuple[str, str, AudioConfig]) -> _Clip:
 
 def build_cache(table: ClipTable, audio: AudioConfig, cache_dir: str | Path, workers: int | None = None,
                 progress: bool = True, shard_size: int = 256) -> Path:
-    """Make sure the cache of ``table`` for ``audio`` holds every clip; return its path.
+    """Make sure the cache of ``table`` for ``audio`` holds every clip as its file is now; return its path.
 
-    Only clips missing from the existing file and finished parts are decoded, over
-    ``workers`` processes (default: all usable cores; 1 decodes in this process).
+    Only clips missing from the existing file and finished parts, or whose audio file changed
+    since (see :func:`source_key`), are decoded, over ``workers`` processes (default: all usable
+    cores; 1 decodes in this process). If another process is building the same cache file, this
+    one waits for it and then reuses its work.
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -219,35 +266,71 @@ def build_cache(table: ClipTable, audio: AudioConfig, cache_dir: str | Path, wor
     paths = [str(p) for p in table.paths()]
     _check_unique(fnames, table.name)
     path = cache_path(cache_dir, table.name, audio)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    parts_dir = path.with_name(path.name + ".parts")
-    final = _open_source(path)
-    if final is not None and _covers(final, fnames):
-        final.close()
-        shutil.rmtree(parts_dir, ignore_errors=True)  # left over if a merge was killed after its rename
-        log.info("split %s: reusing %s (%d clips, %d skipped)", table.name, path, len(final), len(final.skipped))
-        return path
+    current = {fname: source_key(p) for fname, p in zip(fnames, paths)}
+    # A finished file needs no lock to be read (also in a read-only folder); leftover parts need one to go.
+    skipped = None if _parts_dir(path).exists() else _reusable(table.name, path, current)
+    if skipped is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(path.with_name(path.name + ".lock"), f"waveform cache {path}", wait=True):
+            skipped = _build_locked(table.name, path, fnames, paths, current, audio, workers, progress, shard_size)
+    skipped = [(f, r) for f, r in skipped if f in current]
+    if skipped:
+        log.warning("split %s: %d clips could not be decoded and are left out: %s; report: %s", table.name,
+                    len(skipped), describe_clips(skipped), report_path(path))
+    return path
 
+
+def _parts_dir(path: Path) -> Path:
+    return path.with_name(path.name + ".parts")
+
+
+def _reusable(split: str, path: Path, current: dict[str, str]) -> list[tuple[str, str]] | None:
+    """The skipped rows of the cache at ``path`` if it is whole and holds every clip of ``current`` as its
+    file is now; None if it must be (re)built."""
+    try:
+        cache = WaveformCache(path)
+    except OSError:  # missing or unreadable: the locked build decides
+        return None
+    with cache:
+        if _fresh(cache, current) != set(current):
+            return None
+        log.info("split %s: reusing %s (%d clips, %d skipped)", split, path, len(cache), len(cache.skipped))
+        return cache.skipped
+
+
+def _build_locked(split: str, path: Path, fnames: list[str], paths: list[str], current: dict[str, str],
+                  audio: AudioConfig, workers: int | None, progress: bool, shard_size: int) -> list[tuple[str, str]]:
+    """The build itself, under the cache's lock; ``current`` maps every fname to its file's source key.
+    Returns the (fname, reason) rows of the clips that could not be decoded."""
+    parts_dir = _parts_dir(path)
+    for leftover in (path, report_path(path)):  # temporary files of killed builds (we hold the lock)
+        remove_stale_temps(leftover)
+    for tmp in parts_dir.glob(".part-*"):
+        tmp.unlink(missing_ok=True)
+    skipped = _reusable(split, path, current)  # e.g. built by the process we waited for
+    if skipped is not None:
+        shutil.rmtree(parts_dir, ignore_errors=True)  # left over if a merge was killed after its rename
+        return skipped
+    final = _open_source(path)
     sources: list[WaveformCache] = [final] if final is not None else []
     sources += [c for c in map(_open_source, sorted(parts_dir.glob("*.h5"))) if c is not None]
-    done = set().union(*(_accounted(c) for c in sources))
+    done = set().union(*(_fresh(c, current) for c in sources))
+    changed = sum(1 for f in fnames if f not in done and any(f in c.source_keys for c in sources))
     todo = [(fname, p, audio) for fname, p in zip(fnames, paths) if fname not in done]
-    reused = sum(1 for fname in fnames if fname in done)
+    if changed:
+        log.info("split %s: %d clip(s) changed on disk since they were cached; decoding them again", split, changed)
     if todo:
         parts_dir.mkdir(exist_ok=True)
-        new_parts = _decode_in_shards(todo, audio, parts_dir, workers, progress, shard_size, table.name)
+        new_parts = _decode_in_shards(todo, current, audio, parts_dir, workers, progress, shard_size, split)
         sources += [WaveformCache(p) for p in new_parts]
 
-    n_cached, skipped = _merge(path, fnames, sources, audio)
+    n_cached, skipped = _merge(path, fnames, sources, audio, current)
     for source in sources:
         source.close()
     shutil.rmtree(parts_dir, ignore_errors=True)
     log.info("split %s: %d clips cached, %d skipped (%d files processed now, %d reused) -> %s",
-             table.name, n_cached, len(skipped), len(todo), reused, path)
-    if skipped:
-        log.warning("split %s: %d clips could not be decoded and were skipped; see %s",
-                    table.name, len(skipped), report_path(path))
-    return path
+             split, n_cached, len(skipped), len(todo), len(fnames) - len(todo), path)
+    return skipped
 
 
 def _check_unique(fnames: list[str], split: str) -> None:
@@ -270,32 +353,61 @@ def _open_source(path: Path) -> WaveformCache | None:
         return None
 
 
-def _accounted(cache: WaveformCache) -> set[str]:
-    return set(cache.fnames) | {fname for fname, _ in cache.skipped}
+def _fresh(cache: WaveformCache, current: dict[str, str]) -> set[str]:
+    """Clips of ``current`` that ``cache`` holds (or skipped) as their files are now."""
+    return {fname for fname, key in cache.source_keys.items() if current.get(fname) == key}
 
 
-def _covers(cache: WaveformCache, fnames: list[str]) -> bool:
-    accounted = _accounted(cache)
-    return all(fname in accounted for fname in fnames)
-
-
-def _decode_in_shards(todo: list[tuple[str, str, AudioConfig]], audio: AudioConfig, parts_dir: Path,
-                      workers: int | None, progress: bool, shard_size: int, split: str) -> list[Path]:
+def _decode_in_shards(todo: list[tuple[str, str, AudioConfig]], keys: dict[str, str], audio: AudioConfig,
+                      parts_dir: Path, workers: int | None, progress: bool, shard_size: int, split: str) -> list[Path]:
     """Decode ``todo`` in parallel; every ``shard_size`` results are written as one part file."""
     workers = max(1, min(workers or _usable_cores(), len(todo)))
     written: list[Path] = []
     shard: list[_Clip] = []
+    quiet: list[tuple[str, str]] = []
     with _ClipMapper(workers) as mapper, tqdm(total=len(todo), desc=f"caching {split}", unit="clip",
                                                 disable=not progress) as bar:
         for clip in mapper(todo):
             shard.append(clip)
+            if clip.note:
+                quiet.append((clip.fname, clip.note))
             bar.update()
             if len(shard) == shard_size:
-                written.append(_write_part(parts_dir, shard, audio))
+                written.append(_write_part(parts_dir, shard, keys, audio))
                 shard = []
         if shard:
-            written.append(_write_part(parts_dir, shard, audio))
+            written.append(_write_part(parts_dir, shard, keys, audio))
+    if quiet:
+        log.warning("split %s: %d clip(s) kept but worth a look: %s", split, len(quiet), describe_clips(quiet))
     return written
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker soon after the process that started the pool dies.
+
+    A worker blocked on its task queue never notices a SIGKILLed parent (it holds that queue's write
+    end itself), so a killed ``prepare`` would leave the whole pool alive. A daemon thread polls
+    twice a second whether the pool's owner (and the worker's own parent, the fork server) still exist.
+    """
+    direct_parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != direct_parent or not _alive(parent_pid):
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 class _ClipMapper:
@@ -303,7 +415,8 @@ class _ClipMapper:
 
     Workers start by 'forkserver' (clean processes, not forks of a parent that may have
     TensorFlow loaded); a worker that dies raises BrokenProcessPool instead of hanging. On any
-    exit, including Ctrl-C, queued clips are cancelled.
+    exit, including Ctrl-C, queued clips are cancelled; if this process is killed, the workers
+    exit by themselves (:func:`_exit_with_parent`).
     """
 
     def __init__(self, workers: int) -> None:
@@ -319,7 +432,8 @@ class _ClipMapper:
             context.set_forkserver_preload([__name__])
         else:
             context = multiprocessing.get_context("spawn")
-        self.executor = ProcessPoolExecutor(self.workers, mp_context=context)
+        self.executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_exit_with_parent,
+                                            initargs=(os.getpid(),))
         return lambda jobs: self.executor.map(_process_clip, jobs, chunksize=8)
 
     def __exit__(self, *exc: object) -> None:
@@ -334,32 +448,42 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _write_part(parts_dir: Path, shard: list[_Clip], audio: AudioConfig) -> Path:
-    """Write one finished shard atomically; its name is a hash of its fnames."""
-    name = hashlib.sha1("\0".join(c.fname for c in shard).encode()).hexdigest()[:16]
+def _write_part(parts_dir: Path, shard: list[_Clip], keys: dict[str, str], audio: AudioConfig) -> Path:
+    """Write one finished shard atomically; its name is a hash of its fnames and their source keys."""
+    name = hashlib.sha1("\0".join(f"{c.fname}\0{keys[c.fname]}" for c in shard).encode()).hexdigest()[:16]
     path = parts_dir / f"part-{name}.h5"
     ok = [c for c in shard if not c.reason]
     _write_cache_file(
         path, audio, [c.fname for c in ok], np.array([len(c.pcm) for c in ok], np.int64),
         np.array([c.untrimmed_length for c in ok], np.int64), ((c.pcm, c.features) for c in ok),
-        [(c.fname, c.reason) for c in shard if c.reason])
+        [(c.fname, c.reason) for c in shard if c.reason], keys)
     return path
 
 
 def _merge(path: Path, order: list[str], sources: list[WaveformCache], audio: AudioConfig,
-           ) -> tuple[int, list[tuple[str, str]]]:
-    """Write all clips of ``sources`` into ``path`` (table order first), plus the report."""
+           current: dict[str, str]) -> tuple[int, list[tuple[str, str]]]:
+    """Write all clips of ``sources`` into ``path`` (table order first), plus the report.
+
+    A clip of the table comes from a source that decoded its file as it is now (``current``);
+    clips the table does not list (a cache shared by a subset CSV) keep their first entry.
+    """
     location: dict[str, tuple[WaveformCache, int]] = {}
     reasons: dict[str, str] = {}
+    keys: dict[str, str] = {}
     for source in sources:
-        for i, fname in enumerate(source.fnames):
-            location.setdefault(fname, (source, i))
-        for fname, reason in source.skipped:
-            reasons.setdefault(fname, reason)
+        skipped = dict(source.skipped)
+        for fname, key in source.source_keys.items():
+            if fname in keys or (fname in current and current[fname] != key):
+                continue
+            keys[fname] = key
+            if fname in skipped:
+                reasons[fname] = skipped[fname]
+            else:
+                location[fname] = (source, source._index[fname])
     in_table = set(order)
     fnames = [f for f in order if f in location] + [f for f in location if f not in in_table]
-    skipped = [(f, reasons[f]) for f in order if f in reasons and f not in location]
-    skipped += [(f, r) for f, r in reasons.items() if f not in in_table and f not in location]
+    skipped = [(f, reasons[f]) for f in order if f in reasons]
+    skipped += [(f, r) for f, r in reasons.items() if f not in in_table]
 
     def clip_data() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for fname in fnames:
@@ -368,19 +492,18 @@ def _merge(path: Path, order: list[str], sources: list[WaveformCache], audio: Au
 
     lengths = np.array([location[f][0].lengths[location[f][1]] for f in fnames], np.int64)
     untrimmed = np.array([location[f][0].untrimmed_lengths[location[f][1]] for f in fnames], np.int64)
-    _write_cache_file(path, audio, fnames, lengths, untrimmed, clip_data(), skipped)
+    _write_cache_file(path, audio, fnames, lengths, untrimmed, clip_data(), skipped, keys)
     _write_report(report_path(path), skipped)
     return len(fnames), skipped
 
 
 def _write_cache_file(path: Path, audio: AudioConfig, fnames: list[str], lengths: np.ndarray,
                       untrimmed: np.ndarray, clip_data: Iterable[tuple[np.ndarray, np.ndarray]],
-                      skipped: list[tuple[str, str]]) -> None:
+                      skipped: list[tuple[str, str]], keys: dict[str, str]) -> None:
     """Write the layout described in the module doc to a temp file, then rename it to ``path``."""
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(lengths) else lengths
     steps, n_feat = audio.global_steps, len(GLOBAL_FEATURE_NAMES)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"format_version": FORMAT_VERSION, "key": cache_key(audio),
                         **dataclasses.asdict(audio)})
         # Contiguous (unchunked) so a crop is one hyperslab read.
@@ -399,15 +522,15 @@ def _write_cache_file(path: Path, audio: AudioConfig, fnames: list[str], lengths
         f["offsets"], f["lengths"], f["untrimmed_lengths"] = offsets, lengths, untrimmed
         f["length_feature"] = (lengths / (audio.length_norm_seconds * audio.sample_rate)).astype(np.float32)
         f.create_dataset("fnames", data=list(fnames), dtype=_STR)
+        f.create_dataset("source_keys", data=[keys[name] for name in fnames], dtype=_STR)
         f.create_dataset("skipped_fnames", data=[s[0] for s in skipped], dtype=_STR)
         f.create_dataset("skipped_reasons", data=[s[1] for s in skipped], dtype=_STR)
-    os.replace(tmp, path)
+        f.create_dataset("skipped_source_keys", data=[keys[s[0]] for s in skipped], dtype=_STR)
+        f.attrs["complete"] = True  # last: a file without it was never finished
 
 
 def _write_report(path: Path, skipped: list[tuple[str, str]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["fname", "reason"])
         writer.writerows(skipped)
-    os.replace(tmp, path)

@@ -10,6 +10,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from sklearn.model_selection import StratifiedKFold
 
 from freesound_tf.data.layout import DataValidationError
+from freesound_tf.locking import atomic_path
 
 
 def make_folds(labels: np.ndarray, n_splits: int, seed: int, multilabel: bool = True) -> np.ndarray:
@@ -59,7 +60,8 @@ def save_folds(path: str | Path, fnames: Sequence[str], folds: np.ndarray) -> No
         raise ValueError(f"save_folds: {len(fnames)} fnames but {len(folds)} fold ids")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"fname": list(fnames), "fold": folds.astype(np.int64)}).to_csv(path, index=False)
+    with atomic_path(path) as tmp:  # two processes preparing one work folder never see half a file
+        pd.DataFrame({"fname": list(fnames), "fold": folds.astype(np.int64)}).to_csv(tmp, index=False)
 
 
 def load_folds(path: str | Path) -> pd.DataFrame:

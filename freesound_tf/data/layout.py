@@ -33,6 +33,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from freesound_tf.locking import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 KINDS = ("fat2019", "fat2018")
@@ -79,7 +81,7 @@ class ClassMap:
     def to_json(self, path: str | Path) -> None:
         """Write ``{"classes": [...], "index": {name: i}}``."""
         data = {"classes": list(self.names), "index": dict(self._index)}
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+        write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def from_json(cls, path: str | Path) -> ClassMap:

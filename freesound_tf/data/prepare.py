@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from freesound_tf.config import AudioConfig, FoldsConfig
-from freesound_tf.data.cache import WaveformCache, build_cache
+from freesound_tf.data.cache import WaveformCache, build_cache, report_path
 from freesound_tf.data.folds import make_folds, save_folds
 from freesound_tf.data.layout import DataLayout, SplitTable, load_layout
+from freesound_tf.locking import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,9 @@ def write_summary(data: PreparedData, path: str | Path) -> dict:
                "splits": {}}
     for name, split in data.splits.items():
         with split.open() as cache:
+            listed = set(split.table.fnames)
             summary["splits"][name] = {"clips": len(split.table.fnames), "cached": len(split.rows(cache)),
-                                       "skipped": len(cache.skipped), "cache": str(split.cache_path)}
-    Path(path).write_text(json.dumps(summary, indent=2))
+                                       "skipped": sum(fname in listed for fname, _ in cache.skipped),
+                                       "cache": str(split.cache_path), "report": str(report_path(split.cache_path))}
+    write_text_atomic(path, json.dumps(summary, indent=2))
     return summary

@@ -14,7 +14,7 @@ from freesound_tf.models import mobilenet_pca as _mobilenet_pca  # noqa: F401  (
 from freesound_tf.models import resnext as _resnext  # noqa: F401  (registers "resnext")
 from freesound_tf.models import xresnet as _xresnet  # noqa: F401  (registers "xresnet")
 from freesound_tf.models.cnn9 import build_cnn9
-from freesound_tf.models.registry import get, list_models, model_options, presets, register
+from freesound_tf.models.registry import check_model_config, get, list_models, model_options, presets, register
 from freesound_tf.models.summary import forward_flops, model_summary_rows
 
 
@@ -31,5 +31,5 @@ def build_model(recipe: Recipe, n_classes: int, multilabel: bool = True,
                    multilabel=multilabel, global_steps=recipe.audio.global_steps)
 
 
-__all__ = ["build_cnn9", "build_model", "forward_flops", "get", "list_models", "model_options", "model_summary_rows",
+__all__ = ["build_cnn9", "build_model", "check_model_config", "forward_flops", "get", "list_models", "model_options", "model_summary_rows",
            "presets", "register"]

@@ -56,7 +56,13 @@ def _scaled(width: int, w_ratio: float) -> int:
     return max(1, int(round(width * w_ratio)))
 
 
-@register("cnn9", presets=PRESETS)
+def check_variant(config: ModelConfig) -> None:
+    if config.variant not in VARIANTS:
+        raise ConfigError(f"model.variant: unknown cnn9 variant {config.variant!r}; "
+                          f"choose one of {', '.join(VARIANTS)}")
+
+
+@register("cnn9", presets=PRESETS, check=check_variant)
 def build_cnn9(config: ModelConfig, frontend: FrontendConfig, n_classes: int, sample_rate: int,
                input_seconds: float | None = 5.0, multilabel: bool = True,
                global_steps: int = 128) -> keras.Model:
@@ -67,9 +73,7 @@ def build_cnn9(config: ModelConfig, frontend: FrontendConfig, n_classes: int, sa
     ``config.use_length``. ``input_seconds=None`` accepts waveforms of any length. Output
     ``scores`` (batch, n_classes): sigmoid if ``multilabel`` else softmax, float32.
     """
-    if config.variant not in VARIANTS:
-        raise ConfigError(f"model.variant: unknown cnn9 variant {config.variant!r}; "
-                          f"choose one of {', '.join(VARIANTS)}")
+    check_variant(config)
     if n_classes < 1:
         raise ValueError(f"n_classes must be >= 1, got {n_classes}")
     variant = VARIANTS[config.variant]

@@ -22,20 +22,32 @@ class Builder(Protocol):
 _BUILDERS: dict[str, Builder] = {}
 _PRESETS: dict[str, dict[str, ModelConfig]] = {}
 _OPTIONS: dict[str, type | None] = {}
+_CHECKS: dict[str, Callable[[ModelConfig], None]] = {}
 
 
-def register(name: str, presets: dict[str, ModelConfig] | None = None,
-             options: type | None = None) -> Callable[[Builder], Builder]:
-    """Decorator: make ``builder`` available as ``get(name)``, with optional named presets and the
-    dataclass that ``[model.options]`` must fit (None: the architecture takes no options)."""
+def register(name: str, presets: dict[str, ModelConfig] | None = None, options: type | None = None,
+             check: Callable[[ModelConfig], None] | None = None) -> Callable[[Builder], Builder]:
+    """Decorator: make ``builder`` available as ``get(name)``, with optional named presets, the
+    dataclass that ``[model.options]`` must fit (None: the architecture takes no options) and a
+    ``check`` of the other ``[model]`` fields it reads (raises ConfigError), run by :func:`check_model_config`."""
     def decorate(builder: Builder) -> Builder:
         if name in _BUILDERS and _BUILDERS[name] is not builder:
             raise ValueError(f"model {name!r} is already registered by {_BUILDERS[name].__module__}")
         _BUILDERS[name] = builder
         _PRESETS[name] = dict(presets or {})
         _OPTIONS[name] = options
+        if check is not None:
+            _CHECKS[name] = check
         return builder
     return decorate
+
+
+def check_model_config(config: ModelConfig) -> None:
+    """Fail (ConfigError naming the key) on what building the model would reject, without building it:
+    an unknown ``model.name``, bad ``[model.options]`` and the architecture's own checks (cnn9's variant)."""
+    model_options(config)
+    if config.name in _CHECKS:
+        _CHECKS[config.name](config)
 
 
 def model_options(config: ModelConfig) -> Any:

@@ -8,6 +8,7 @@ import numpy as np
 
 from freesound_tf.config import StackerConfig, load_stacker_recipe
 from freesound_tf.data.folds import save_folds
+from freesound_tf.fallback import FALLBACK_FILE, read_fallback_csv, warn_fallback, write_fallback_csv
 from freesound_tf.inference import write_submission
 from freesound_tf.metrics import lwlrap, map_at_k
 from freesound_tf.stacking.blends import blends
@@ -31,17 +32,31 @@ def run_stacking(recipe_path: str | Path, run_dirs: list[Path], out_dir: Path, v
     # The network wants (clips, classes, members); MemberScores keeps members first.
     fit = fit_stacker(members.oof.transpose(1, 2, 0), members.labels, members.test.transpose(1, 2, 0), weights,
                       config, out_dir, members.multilabel, verbose)
+    fallback = _fallback_rows(members)
+    if fallback:  # the members' mean, not the stacker's answer to priors: the class priors if no member decoded it
+        rows = np.isin(members.test_fnames, [fname for fname, _ in fallback])
+        fit.test[rows] = members.test[:, rows].mean(axis=0)
     np.save(out_dir / "oof_stacked.npy", fit.oof)
     np.save(out_dir / "test_stacked.npy", fit.test)
     save_folds(out_dir / "stacker_folds.csv", members.fnames, fit.folds)
     write_submission(out_dir / "submission.csv", members.test_fnames, fit.test, members.classes.names,
                      members.multilabel)
+    write_fallback_csv(out_dir / FALLBACK_FILE, fallback)
+    warn_fallback(f"{out_dir / 'submission.csv'}", fallback, out_dir / FALLBACK_FILE)
     (out_dir / "stack.json").write_text(json.dumps(_stack_description(config, members, weights, fit), indent=1))
     table = _table(recipe_path, config, members, weights, fit)
     (out_dir / "table.json").write_text(json.dumps(table, indent=1))
     print(format_table(table))
     print(f"submission, stacker models and table -> {out_dir}")
     return table
+
+
+def _fallback_rows(members: MemberScores) -> list[tuple[str, str]]:
+    """Test clips some member could not decode (its ``test_fallback.csv``), in test order."""
+    reasons: dict[str, str] = {}
+    for run_dir in members.run_dirs:
+        reasons.update(read_fallback_csv(run_dir / FALLBACK_FILE))
+    return [(fname, reasons[fname]) for fname in members.test_fnames if fname in reasons]
 
 
 def _stack_description(config: StackerConfig, members: MemberScores, weights: list[float], fit: StackerFit) -> dict:
@@ -59,7 +74,7 @@ def _stack_description(config: StackerConfig, members: MemberScores, weights: li
 
 
 def _scores(labels: np.ndarray | None, scores: np.ndarray, multilabel: bool, prefix: str) -> dict:
-    if labels is None:
+    if labels is None or not labels.any():  # no truth, or no positive label: lwlrap is undefined
         return {}
     out = {f"{prefix}_lwlrap": lwlrap(labels, scores)}
     if not multilabel:

@@ -24,6 +24,7 @@ from freesound_tf.config import StackerConfig
 from freesound_tf.data.folds import make_folds
 from freesound_tf.metrics import lwlrap
 from freesound_tf.stacking.model import build_stacker
+from freesound_tf.training.checkpoints import save_model_atomic
 
 _PREDICT_BATCH = 4096
 
@@ -107,7 +108,7 @@ def fit_stacker(member_oof: np.ndarray, labels: np.ndarray, member_test: np.ndar
         oof[val_idx] = model.predict(member_oof[val_idx], batch_size=_PREDICT_BATCH, verbose=0)
         test += model.predict(member_test, batch_size=_PREDICT_BATCH, verbose=0) / config.folds.n_splits
         path = out_dir / f"stacker_fold{k}.keras"
-        model.save(path)
+        save_model_atomic(model, path)
         paths.append(path)
         summary = {"fold": k, "val_lwlrap": lwlrap(labels[val_idx], oof[val_idx]), "best_epoch": best_epoch,
                    "epochs": len(history.history["loss"]), "train_clips": len(train_idx), "val_clips": len(val_idx)}

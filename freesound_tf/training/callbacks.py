@@ -11,7 +11,9 @@ import keras
 import numpy as np
 
 from freesound_tf.config import StageConfig
+from freesound_tf.locking import atomic_path, write_text_atomic
 from freesound_tf.metrics import f2_per_clip, lwlrap
+from freesound_tf.training.checkpoints import copy_atomic, save_model_atomic
 
 
 class StageState:
@@ -28,12 +30,10 @@ class StageState:
         self.history: list[dict] = data.get("history", [])
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
+        write_text_atomic(self.path, json.dumps({  # atomic: a kill never leaves half a state file
             "epochs_done": self.epochs_done, "best_score": self.best_score, "best_epoch": self.best_epoch,
             "wait": self.wait, "finished": self.finished, "history": self.history,
         }, indent=1))
-        tmp.replace(self.path)  # atomic: a kill never leaves half a state file
 
 
 def learning_rate(stage: StageConfig, epoch: int) -> float:
@@ -152,7 +152,10 @@ class ClipValidation(keras.callbacks.Callback):
 
     Keeps ``best.keras`` (best ``val_lwlrap`` from ``best_from_epoch`` on), ``last.keras`` with the
     optimizer state for resuming, ``history.csv`` and ``state.json`` (epochs 0-based, as in the
-    recipe); stops early on patience (see :func:`stop_early`). Place it before Keras' TensorBoard
+    recipe); stops early on patience (see :func:`stop_early`). Each epoch commits in this order, every
+    file written atomically: ``last.keras``, ``state.json``, then (a new best) ``best.keras`` as a copy
+    of ``last.keras``. state.json so never names an epoch whose checkpoint is not on disk, and
+    :func:`settle_best` finishes a best copy a kill interrupted. Place it before Keras' TensorBoard
     callback so the validation scores it adds get logged.
     """
 
@@ -174,7 +177,6 @@ class ClipValidation(keras.callbacks.Callback):
         state = self.state
         if epoch >= self.stage.best_from_epoch and (state.best_score is None or logs["val_lwlrap"] > state.best_score):
             state.best_score, state.best_epoch, state.wait = logs["val_lwlrap"], epoch, 0
-            self.model.save(self.dir / "best.keras")
         else:
             state.wait += 1
         state.history.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
@@ -183,14 +185,21 @@ class ClipValidation(keras.callbacks.Callback):
         if stop:
             self.model.stop_training = True
         state.finished = stop or state.epochs_done >= self.stage.epochs
-        self.model.save(self.dir / "last.keras")
+        save_model_atomic(self.model, self.dir / "last.keras")
         self._write_history()
-        state.save()  # after the checkpoints: a kill in between redoes this epoch, never skips it
+        state.save()  # after last.keras: a kill in between redoes this epoch, never skips it
+        settle_best(self.dir, state)
 
     def _write_history(self) -> None:
         rows = self.state.history
         keys = list(dict.fromkeys(k for row in rows for k in row))
-        with open(self.dir / "history.csv", "w", newline="") as f:
+        with atomic_path(self.dir / "history.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(rows)
+
+
+def settle_best(stage_dir: Path, state: StageState) -> None:
+    """If the last committed epoch is the best one, make ``best.keras`` a copy of ``last.keras`` (idempotent)."""
+    if state.history and state.best_epoch is not None and state.history[-1]["epoch"] == state.best_epoch:
+        copy_atomic(stage_dir / "last.keras", stage_dir / "best.keras")

@@ -1,7 +1,11 @@
 """Train one ensemble member: noisy pretraining, then k-fold fine-tuning on the curated split.
 
 Out-of-fold (OOF) predictions of a clip come only from the fold model that held it out; test
-predictions are the mean over fold models. Each finished fold is recorded, so a rerun skips it.
+predictions are the mean over fold models. Each finished fold is recorded, so a rerun skips it, and
+the run's OOF and test files cover every finished fold (folds may be trained by separate invocations).
+Test clips that cannot be decoded get the class priors (see ``freesound_tf.fallback``), so
+``test.csv`` has a row for every ``sample_submission.csv`` fname. The run folder is locked while a
+process trains it.
 """
 from __future__ import annotations
 
@@ -22,8 +26,10 @@ from freesound_tf.data.cache import WaveformCache
 from freesound_tf.data.folds import load_folds, make_folds, save_folds
 from freesound_tf.data.pipeline import CacheReader, TrainInput, eval_dataset
 from freesound_tf.data.prepare import PreparedData
+from freesound_tf.fallback import FALLBACK_FILE, warn_fallback, write_fallback_csv
 from freesound_tf.inference import model_inputs, predict_clips
 from freesound_tf.layers.flip_views import has_flip_views
+from freesound_tf.locking import atomic_path, write_text_atomic
 from freesound_tf.losses import recipe_loss
 from freesound_tf.metrics import lwlrap, map_at_k, per_class_lwlrap
 from freesound_tf.models import build_model
@@ -35,7 +41,9 @@ from freesound_tf.training.optimizers import make_optimizer
 from freesound_tf.training.plots import plot_learning_curves, plot_per_class
 from freesound_tf.training.precision import dtype_policy, loss_scaled
 from freesound_tf.training.retrain import RETRAINED, retrain_on_validation
-from freesound_tf.training.run_folder import open_run_folder, write_run_info, write_task
+from freesound_tf.training.run_folder import (
+    lock_run_folder, open_run_folder, read_priors, write_priors, write_run_info, write_task,
+)
 from freesound_tf.training.stage import fit_stage
 
 log = logging.getLogger(__name__)
@@ -49,6 +57,14 @@ class MemberResult:
     metrics: dict
 
 
+def member_run_dir(run_dir: str | Path, distribution: Distribution) -> Path:
+    """The folder this process writes: every worker runs the same steps; only the chief's go to the run
+    folder, the others write a scratch copy inside it (removed when the member finishes) and read
+    their own on resume."""
+    run_dir = Path(run_dir)
+    return run_dir if distribution.is_chief else run_dir / f".worker{distribution.worker_index}"
+
+
 class MemberTrainer:
     """Everything one member's training needs, shared by its stages and folds."""
 
@@ -56,12 +72,9 @@ class MemberTrainer:
                  distribution: Distribution | None = None) -> None:
         self.recipe, self.data, self.verbose = recipe, data, verbose
         self.distribution = distribution or make_distribution(recipe.train.strategy)
-        # Every worker runs the same steps; only the chief's go to the run folder, the others write
-        # a scratch copy beside it (removed when the member finishes) and read their own on resume.
-        self.run_dir = Path(run_dir)
-        self.init_source = init_source(recipe, self.run_dir)
-        if not self.distribution.is_chief:
-            self.run_dir = self.run_dir / f".worker{self.distribution.worker_index}"
+        self.run_dir = member_run_dir(run_dir, self.distribution)
+        # A relative init_from lies beside the chief's run folder (the workers' scratch copies are inside it).
+        self.init_source = init_source(recipe, Path(run_dir))
         self.inputs = model_inputs(recipe)
         self.classes = list(data.layout.classes.names)
         self.multilabel = data.layout.multilabel
@@ -173,12 +186,15 @@ class MemberTrainer:
         if test is not None:
             every = np.arange(len(test))
             np.save(fold_dir / "test.npy", np.mean([self.predict(m, test, every) for m in test_models], axis=0))
+            # Its rows: the test cache may change between folds (a repaired clip is decoded on a later run).
+            (fold_dir / "test_fnames.txt").write_text("".join(f"{fname}\n" for fname in test.fnames))
         state = json.loads((fold_dir / "state.json").read_text())
-        summary = {"fold": k, "val_lwlrap": lwlrap(labels[val_idx], oof), "best_epoch": state["best_epoch"],
-                   "epochs": state["epochs_done"], "train_clips": len(train_rows), "val_clips": len(val_idx),
-                   "noisy_train_clips": len(train_rows) - len(train_idx), "seconds": round(time.time() - started, 1)}
-        done.write_text(json.dumps(summary, indent=1))
-        print(f"[{self.recipe.name}] fold {k}: val lwlrap {summary['val_lwlrap']:.4f} "
+        summary = {"fold": k, "val_lwlrap": _lwlrap_if_defined(labels[val_idx], oof, f"fold {k} validation"),
+                   "best_epoch": state["best_epoch"], "epochs": state["epochs_done"], "train_clips": len(train_rows),
+                   "val_clips": len(val_idx), "noisy_train_clips": len(train_rows) - len(train_idx),
+                   "seconds": round(time.time() - started, 1)}
+        write_text_atomic(done, json.dumps(summary, indent=1))
+        print(f"[{self.recipe.name}] fold {k}: val lwlrap {_number(summary['val_lwlrap'])} "
               f"(best epoch {summary['best_epoch']} of 0-{summary['epochs'] - 1}, {summary['train_clips']} train / "
               f"{summary['val_clips']} val clips, {summary['seconds']:.0f} s)", flush=True)
         return summary
@@ -203,29 +219,51 @@ class MemberTrainer:
 
     # -- the whole member --------------------------------------------------------------------
     def run(self) -> MemberResult:
+        with lock_run_folder(self.run_dir):
+            result = self._run_locked()
+        if not self.distribution.is_chief:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        return result
+
+    def _run_locked(self) -> MemberResult:
+        wanted = self.recipe.train.folds_to_run or tuple(range(self.recipe.folds.n_splits))
         resumed = open_run_folder(self.run_dir, self.recipe)
-        write_run_info(self.run_dir, {"resumed": resumed, "data": str(self.data.layout.root)})
+        write_run_info(self.run_dir, {"resumed": resumed, "data": str(self.data.layout.root),
+                                      "folds": [int(k) for k in wanted]})
         write_task(self.run_dir, self.data.layout)
+        self._write_skipped()
         split = self.data.splits[self.data.train_split]
         test_split = self.data.splits.get("test")
         with split.open() as curated:
             labels = split.labels(curated)
+            write_priors(self.run_dir, self.data.layout.classes, labels)
             folds = self.folds(curated, labels)
             pretrained = self.pretrain(curated, labels)
-            wanted = self.recipe.train.folds_to_run or tuple(range(self.recipe.folds.n_splits))
             test = test_split.open() if test_split is not None else None
             noisy = self.noisy_clips()
             try:
-                summaries = [self.finetune_fold(k, folds, curated, labels, test, pretrained, noisy) for k in wanted]
-                result = self._collect(curated, labels, folds, wanted, summaries, test, test_split)
+                for k in wanted:
+                    self.finetune_fold(k, folds, curated, labels, test, pretrained, noisy)
+                # Folds finished by earlier invocations (another --folds) count too.
+                finished = [k for k in range(self.recipe.folds.n_splits)
+                            if (self.run_dir / f"fold{k}" / "done.json").exists()]
+                summaries = [json.loads((self.run_dir / f"fold{k}" / "done.json").read_text()) for k in finished]
+                return self._collect(curated, labels, folds, finished, summaries, test, test_split)
             finally:
                 if test is not None:
                     test.close()
                 if noisy is not None:
                     noisy.cache.close()
-        if not self.distribution.is_chief:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-        return result
+
+    def _write_skipped(self) -> None:
+        """``skipped.csv``: the clips of every split that could not be decoded, with the reason."""
+        rows = []
+        for name, split in self.data.splits.items():
+            listed = set(split.table.fnames)
+            with split.open() as cache:
+                rows += [(name, fname, reason) for fname, reason in cache.skipped if fname in listed]
+        with atomic_path(self.run_dir / "skipped.csv") as tmp:
+            pd.DataFrame(rows, columns=["split", "fname", "reason"]).to_csv(tmp, index=False)
 
     def _collect(self, curated, labels, folds, wanted, summaries, test, test_split) -> MemberResult:
         oof = np.full(labels.shape, np.nan, np.float32)
@@ -235,42 +273,76 @@ class MemberTrainer:
         np.save(self.run_dir / "oof.npy", oof)
         np.save(self.run_dir / "oof_labels.npy", labels)  # so stacking never needs the data folder
         _write_scores_csv(self.run_dir / "oof.csv", curated.fnames, oof, self.classes, folds)
-        per_class, weights = per_class_lwlrap(labels[covered], oof[covered])
+        if labels[covered].any():
+            per_class, _ = per_class_lwlrap(labels[covered], oof[covered])
+        else:
+            per_class = np.zeros(len(self.classes))
         metrics = {
             "member": self.recipe.name,
-            "oof_lwlrap": lwlrap(labels[covered], oof[covered]),
             "oof_lwlrap_per_fold": {str(s["fold"]): s["val_lwlrap"] for s in summaries},
             "per_class_lwlrap": dict(zip(self.classes, map(float, per_class))),
             "oof_clips": int(covered.sum()),
             "folds": [int(k) for k in wanted],
         }
+        self._score(metrics, "oof", labels[covered], oof[covered])
         pretrain_state = self.run_dir / "pretrain" / "state.json"
         if pretrain_state.exists():
             metrics["pretrain_best_val_lwlrap"] = json.loads(pretrain_state.read_text())["best_score"]
-        if not self.multilabel:
-            metrics["oof_map3"] = map_at_k(labels[covered], oof[covered], 3)
-        test_scores = None
-        if test is not None:
-            test_scores = np.mean([np.load(self.run_dir / f"fold{k}" / "test.npy") for k in wanted], axis=0)
-            np.save(self.run_dir / "test.npy", test_scores)
-            _write_scores_csv(self.run_dir / "test.csv", test.fnames, test_scores, self.classes)
-            if test_split.table.has_labels:
-                test_labels = test_split.labels(test)
-                np.save(self.run_dir / "test_labels.npy", test_labels)
-                metrics["test_lwlrap"] = lwlrap(test_labels, test_scores)
-                if not self.multilabel:
-                    metrics["test_map3"] = map_at_k(test_labels, test_scores, 3)
-        if self.recipe.train.calibration == "temperature":  # fit on OOF only; test.npy stays raw
+        test_scores = None if test is None else self._collect_test(metrics, test, test_split.table, wanted)
+        if self.recipe.train.calibration == "temperature" and covered.any():  # fit on OOF only; test.npy stays raw
             metrics["calibration"] = calibrate(oof[covered], labels[covered], self.multilabel)
             if test_scores is not None:
                 np.save(self.run_dir / "test_calibrated.npy",
                         apply_temperature(test_scores, metrics["calibration"]["temperature"], self.multilabel))
-        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        write_text_atomic(self.run_dir / "metrics.json", json.dumps(metrics, indent=1))
         self._plots(wanted, per_class)
         test_note = f", test lwlrap {metrics['test_lwlrap']:.4f}" if "test_lwlrap" in metrics else ""
-        print(f"[{self.recipe.name}] OOF lwlrap {metrics['oof_lwlrap']:.4f} over {metrics['oof_clips']} clips"
-              f"{test_note} -> {self.run_dir}", flush=True)
+        print(f"[{self.recipe.name}] OOF lwlrap {_number(metrics.get('oof_lwlrap'))} over {metrics['oof_clips']} "
+              f"clips{test_note} -> {self.run_dir}", flush=True)
         return MemberResult(self.run_dir, oof, test_scores, metrics)
+
+    def _collect_test(self, metrics: dict, test: WaveformCache, table, folds: list[int]) -> np.ndarray:
+        """Test scores with one row per clip of the test table (sample_submission order): each clip's mean
+        over the fold models that scored it; clips none could decode get the class priors, are named in a
+        warning and listed in ``test_fallback.csv``. Scored against the truth (when known) on every row,
+        as Kaggle would."""
+        position = {fname: i for i, fname in enumerate(table.fnames)}
+        sums = np.zeros((len(table.fnames), len(self.classes)), np.float64)
+        counts = np.zeros(len(table.fnames), np.int64)
+        for k in folds:
+            fold_dir = self.run_dir / f"fold{k}"
+            scores = np.load(fold_dir / "test.npy")
+            names_file = fold_dir / "test_fnames.txt"
+            names = names_file.read_text().splitlines() if names_file.exists() else list(test.fnames)
+            if len(names) != len(scores):
+                raise ValueError(f"{fold_dir / 'test.npy'}: {len(scores)} rows for {len(names)} test clips; delete "
+                                 f"{fold_dir / 'done.json'} and rerun to score the test clips again")
+            pairs = np.array([(position[name], i) for i, name in enumerate(names) if name in position],
+                             np.int64).reshape(-1, 2)  # (table row, fold row)
+            sums[pairs[:, 0]] += scores[pairs[:, 1]]
+            counts[pairs[:, 0]] += 1
+        priors = read_priors(self.run_dir, self.data.layout.classes)
+        scores = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], priors).astype(np.float32)
+        reasons = dict(test.skipped)
+        fallback = [(fname, reasons.get(fname, "not scored by any fold model"))
+                    for fname, count in zip(table.fnames, counts) if count == 0]
+        np.save(self.run_dir / "test.npy", scores)
+        _write_scores_csv(self.run_dir / "test.csv", table.fnames, scores, self.classes)
+        write_fallback_csv(self.run_dir / FALLBACK_FILE, fallback)
+        warn_fallback(f"{self.recipe.name} test.csv", fallback, self.run_dir / FALLBACK_FILE)
+        metrics["test_fallback_clips"] = len(fallback)
+        if table.has_labels:
+            np.save(self.run_dir / "test_labels.npy", table.labels)
+            self._score(metrics, "test", table.labels, scores)
+        return scores
+
+    def _score(self, metrics: dict, prefix: str, labels: np.ndarray, scores: np.ndarray) -> None:
+        """Add ``<prefix>_lwlrap`` (and ``<prefix>_map3`` for single-label tasks) unless undefined."""
+        value = _lwlrap_if_defined(labels, scores, prefix)
+        if value is not None:
+            metrics[f"{prefix}_lwlrap"] = value
+            if not self.multilabel:
+                metrics[f"{prefix}_map3"] = map_at_k(labels, scores, 3)
 
     def _plots(self, wanted, per_class: np.ndarray) -> None:
         plots = self.run_dir / "plots"
@@ -296,6 +368,18 @@ def init_source(recipe: Recipe, run_dir: Path) -> Path | None:
     if recipe.train.init_from_stage == "pretrain":
         source_checkpoint(source, "pretrain")
     return source
+
+
+def _lwlrap_if_defined(labels: np.ndarray, scores: np.ndarray, what: str) -> float | None:
+    """lwlrap, or None with a warning when ``labels`` hold no positive label (the metric is undefined there)."""
+    if labels.any():
+        return lwlrap(labels, scores)
+    log.warning("%s lwlrap is undefined: none of its %d clip(s) has a positive label; not scored", what, len(labels))
+    return None
+
+
+def _number(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.4f}"
 
 
 def _write_scores_csv(path: Path, fnames, scores: np.ndarray, classes: list[str],

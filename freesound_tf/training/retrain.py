@@ -16,6 +16,7 @@ import keras
 from freesound_tf.config import StageConfig
 from freesound_tf.data.pipeline import TrainInput
 from freesound_tf.training.callbacks import effects_active, learning_rate, mixup_active
+from freesound_tf.training.checkpoints import save_model_atomic
 from freesound_tf.training.distribute import Distribution, make_distribution
 
 RETRAINED = "retrained.keras"  # beside a fold's best.keras
@@ -42,5 +43,5 @@ def retrain_on_validation(best_path: Path, compile_model: Callable[[keras.Model,
     val_input.set_effects(effects_active(stage, last))
     with distribution.scope():
         model.fit(distribution.dataset(val_input), epochs=epochs, verbose=verbose)
-    model.save(out_path)
+    save_model_atomic(model, out_path)
     return model

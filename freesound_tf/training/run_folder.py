@@ -1,19 +1,25 @@
 """A self-describing run folder: resolved recipe, code version, command, environment, class map."""
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import tomli_w
 
 from freesound_tf.config import ConfigError, Recipe, load_recipe, to_dict
 from freesound_tf.data.layout import ClassMap, DataLayout
+from freesound_tf.locking import file_lock, write_text_atomic
+
+PRIORS_FILE = "class_priors.json"  # fallback scores for clips that cannot be decoded
 
 
 def git_commit(repo_dir: Path | None = None) -> str:
@@ -29,21 +35,60 @@ def git_commit(repo_dir: Path | None = None) -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+@contextlib.contextmanager
+def lock_run_folder(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir`` for this process; one already held by another process raises InUseError at once.
+
+    Two trainings writing one run folder would redo each other's work and read half-written files.
+    The lock lives in ``run_dir/.lock`` and dies with its process (kill -9 included).
+    """
+    run_dir = Path(run_dir)
+    with file_lock(run_dir / ".lock", f"run folder {run_dir}", wait=False,
+                   advice="wait for it or pass another --run-dir"):
+        yield
+
+
+def recipe_identity(recipe: Recipe) -> Recipe:
+    """What makes a run folder's results: the recipe without ``train.folds_to_run``, which only says which
+    folds one invocation trains (recorded per invocation in ``runs.jsonl``), so folds can be added later."""
+    return replace(recipe, train=replace(recipe.train, folds_to_run=()))
+
+
 def open_run_folder(run_dir: Path, recipe: Recipe) -> bool:
-    """Create ``run_dir`` for ``recipe`` or check that an existing one was made by the same recipe.
+    """Create ``run_dir`` for ``recipe`` or check that an existing one was made by the same recipe
+    (compared by :func:`recipe_identity`).
 
     Returns True when resuming. A folder made by a different recipe is never overwritten.
     """
     recipe_file = run_dir / "recipe.toml"
     if recipe_file.exists():
         previous = load_recipe(recipe_file)
-        if previous != recipe:
+        if recipe_identity(previous) != recipe_identity(recipe):
             raise ConfigError(f"{run_dir}: this run folder was made with a different recipe "
                               f"(see {recipe_file}); pass another --run-dir or delete the folder to start over")
         return True
     run_dir.mkdir(parents=True, exist_ok=True)
-    recipe_file.write_text(tomli_w.dumps(to_dict(recipe)))
+    write_text_atomic(recipe_file, tomli_w.dumps(to_dict(recipe_identity(recipe))))
     return False
+
+
+def write_priors(run_dir: Path, classes: ClassMap, labels: np.ndarray) -> None:
+    """Class priors (mean label of the training clips): the documented score of a clip that cannot be decoded."""
+    priors = np.asarray(labels, np.float64).mean(axis=0) if len(labels) else np.zeros(len(classes))
+    write_text_atomic(run_dir / PRIORS_FILE, json.dumps(
+        {"classes": list(classes.names), "priors": [round(float(p), 6) for p in priors], "clips": len(labels)},
+        indent=1))
+
+
+def read_priors(run_dir: Path, classes: ClassMap) -> np.ndarray:
+    """The run's class priors in ``classes`` order; a one-line error says how to get them."""
+    path = Path(run_dir) / PRIORS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (run folder from an older version); rerun the same "
+                                "`freesound-tf train` command once, it writes the file without training again")
+    data = json.loads(path.read_text())
+    by_name = dict(zip(data["classes"], data["priors"]))
+    return np.array([by_name[name] for name in classes.names], np.float32)
 
 
 def write_run_info(run_dir: Path, extra: dict | None = None) -> None:
@@ -67,7 +112,7 @@ def write_run_info(run_dir: Path, extra: dict | None = None) -> None:
         "devices": [d.name for d in tf.config.list_logical_devices()],
         **(extra or {}),
     }
-    with open(run_dir / "runs.jsonl", "a") as f:
+    with open(run_dir / "runs.jsonl", "a") as f:  # one short append per invocation, under the run lock
         f.write(json.dumps(info) + "\n")
 
 
@@ -86,7 +131,7 @@ class RunInfo:
 def write_task(run_dir: Path, layout: DataLayout) -> None:
     """Class map and task type, so prediction never needs the training data again."""
     layout.classes.to_json(run_dir / "classes.json")
-    (run_dir / "task.json").write_text(json.dumps({"layout": layout.kind, "multilabel": layout.multilabel}))
+    write_text_atomic(run_dir / "task.json", json.dumps({"layout": layout.kind, "multilabel": layout.multilabel}))
 
 
 def read_task(run_dir: Path) -> dict:

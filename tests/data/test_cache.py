@@ -229,19 +229,21 @@ def test_bad_files_are_skipped_and_reported(tmp_path, caplog):
     (audio_dir / "notes.wav").write_text("not audio at all\n")
     sf.write(audio_dir / "no_frames.wav", np.zeros(0, np.float32), SR)
     sf.write(audio_dir / "silent.wav", np.zeros(4000, np.float32), SR)
-    bad = ["garbage.wav", "zero_bytes.wav", "notes.wav", "no_frames.wav", "silent.wav", "missing.wav"]
-    table = Table("test", audio_dir, [good[0], *bad, good[1]])
+    bad = ["garbage.wav", "zero_bytes.wav", "notes.wav", "no_frames.wav", "missing.wav"]
+    table = Table("test", audio_dir, [good[0], *bad[:4], "silent.wav", bad[4], good[1]])
     with caplog.at_level(logging.INFO, logger="freesound_tf.data.cache"):
         path = build_cache(table, AUDIO, tmp_path / "cache", workers=1, progress=False, shard_size=3)
     reasons = dict(read_cache_report(path))
     assert list(reasons) == bad
     assert all(reasons[f].startswith("cannot decode") for f in bad[:3])
-    assert reasons["no_frames.wav"] == "empty" and reasons["silent.wav"] == "all silent"
-    assert reasons["missing.wav"] == "file not found"
+    assert reasons["no_frames.wav"] == "empty" and reasons["missing.wav"] == "file not found"
     wc = WaveformCache(path)
-    assert wc.fnames == good and dict(wc.skipped) == reasons
+    assert wc.fnames == [good[0], "silent.wav", good[1]] and dict(wc.skipped) == reasons
+    assert not wc.read(1).any()  # silence is kept whole, not trimmed to nothing
     warning = [r for r in caplog.records if r.levelno == logging.WARNING][0].getMessage()
-    assert "6 clips" in warning and str(cache.report_path(path)) in warning
+    # The message names the clips (first few), why, and where the full report is.
+    assert "5 clips" in warning and str(cache.report_path(path)) in warning
+    assert "garbage.wav (cannot decode" in warning and "missing.wav (file not found)" in warning
 
 
 def test_parallel_build_equals_serial(built, tmp_path, monkeypatch):
