@@ -49,15 +49,15 @@ def test_learning_rate_and_mixup_per_epoch_match_the_seed(member: str) -> None:
 
 
 class _FakeModel:
-    """What ClipValidation touches on a model: the rate, saving, the stop flag."""
+    """What ClipValidation touches on a model: the rate, saving (writes the epoch it was trained to), the stop flag."""
 
     def __init__(self) -> None:
         self.optimizer = SimpleNamespace(learning_rate=np.float32(1e-3))
         self.stop_training = False
-        self.saved: list[str] = []
+        self.epoch = -1
 
     def save(self, path) -> None:
-        self.saved.append(Path(path).name)
+        Path(path).write_text(str(self.epoch))
 
 
 def _scores_for(quality: list[int], clips: int = 40) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -79,6 +79,7 @@ def _run_validation(stage: StageConfig, quality: list[int], tmp_path: Path) -> t
     callback.set_model(model)
     run = 0
     while run < stage.epochs and not model.stop_training:
+        model.epoch = run
         callback.on_epoch_end(run, {})
         run += 1
     return run, state, model
@@ -114,7 +115,7 @@ def test_pretrain_keeps_the_best_of_epochs_28_to_34(tmp_path: Path) -> None:
     quality = [e for e in range(28)] + [20, 22, 25, 24, 21, 23, 20]  # epoch 27 beats every later one
     _, state, model = _run_validation(stage, quality, tmp_path)
     assert state.best_epoch == 30  # the seed saves from 0-based epoch 28 on; 27 is not a candidate
-    assert model.saved.count("best.keras") == 3  # epochs 28, 29, 30
+    assert (tmp_path / "stage" / "best.keras").read_text() == "30"  # the checkpoint holds epoch 30's weights
     assert [row["epoch"] for row in state.history] == list(range(35))
 
 
