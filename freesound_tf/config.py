@@ -536,6 +536,9 @@ class StackerConfig:
     stop_on: str = "lrap"
     patience: int = 15
     folds: FoldsConfig = field(default_factory=FoldsConfig)
+    # The submitted ensemble is the member, blend or stacker with the best OOF lwlrap; this many outer
+    # folds of nested cross-validation check that rule on held-out clips (0: no check). See stacking/choice.py.
+    selection_folds: int = 5
 
     def __post_init__(self) -> None:
         for member, weight in self.weights.items():
@@ -547,6 +550,7 @@ class StackerConfig:
         _check(self.max_epochs >= 1, "max_epochs", "must be >= 1")
         _check(self.patience >= 1, "patience", "must be >= 1")
         _check(self.stop_on in ("lrap", "bce"), "stop_on", "must be 'lrap' or 'bce'")
+        _check(self.selection_folds == 0 or self.selection_folds >= 2, "selection_folds", "must be 0 (no check) or >= 2")
 
     def weight(self, member: str) -> float:
         """Weighted-mean weight of the member named ``member``."""

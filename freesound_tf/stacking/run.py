@@ -12,6 +12,7 @@ from freesound_tf.fallback import FALLBACK_FILE, read_fallback_csv, warn_fallbac
 from freesound_tf.inference import write_submission
 from freesound_tf.metrics import lwlrap, map_at_k
 from freesound_tf.stacking.blends import blends
+from freesound_tf.stacking.choice import EnsembleChoice, choose_ensemble, fixed_candidates, stacker_key
 from freesound_tf.stacking.members import MemberScores, load_members
 from freesound_tf.stacking.train import StackerFit, fit_stacker
 
@@ -32,19 +33,23 @@ def run_stacking(recipe_path: str | Path, run_dirs: list[Path], out_dir: Path, v
     # The network wants (clips, classes, members); MemberScores keeps members first.
     fit = fit_stacker(members.oof.transpose(1, 2, 0), members.labels, members.test.transpose(1, 2, 0), weights,
                       config, out_dir, members.multilabel, verbose)
-    fallback = _fallback_rows(members)
-    if fallback:  # the members' mean, not the stacker's answer to priors: the class priors if no member decoded it
-        rows = np.isin(members.test_fnames, [fname for fname, _ in fallback])
-        fit.test[rows] = members.test[:, rows].mean(axis=0)
     np.save(out_dir / "oof_stacked.npy", fit.oof)
     np.save(out_dir / "test_stacked.npy", fit.test)
     save_folds(out_dir / "stacker_folds.csv", members.fnames, fit.folds)
-    write_submission(out_dir / "submission.csv", members.test_fnames, fit.test, members.classes.names,
+    choice = choose_ensemble(members.oof, members.labels, members.names, weights, fit.oof, config, members.multilabel)
+    submitted = np.array(fit.test if choice.kind == "stacker"
+                         else fixed_candidates(members.names, weights)[choice.name][1](members.test), np.float32)
+    fallback = _fallback_rows(members)
+    if fallback:  # the members' mean, not a blend's answer to priors: the class priors if no member decoded it
+        rows = np.isin(members.test_fnames, [fname for fname, _ in fallback])
+        submitted[rows] = members.test[:, rows].mean(axis=0)
+    write_submission(out_dir / "submission.csv", members.test_fnames, submitted, members.classes.names,
                      members.multilabel)
     write_fallback_csv(out_dir / FALLBACK_FILE, fallback)
     warn_fallback(f"{out_dir / 'submission.csv'}", fallback, out_dir / FALLBACK_FILE)
-    (out_dir / "stack.json").write_text(json.dumps(_stack_description(config, members, weights, fit), indent=1))
-    table = _table(recipe_path, config, members, weights, fit)
+    (out_dir / "stack.json").write_text(json.dumps(_stack_description(config, members, weights, fit, choice),
+                                                   indent=1))
+    table = _table(recipe_path, config, members, weights, fit, choice)
     (out_dir / "table.json").write_text(json.dumps(table, indent=1))
     print(format_table(table))
     print(f"submission, stacker models and table -> {out_dir}")
@@ -59,7 +64,8 @@ def _fallback_rows(members: MemberScores) -> list[tuple[str, str]]:
     return [(fname, reasons[fname]) for fname in members.test_fnames if fname in reasons]
 
 
-def _stack_description(config: StackerConfig, members: MemberScores, weights: list[float], fit: StackerFit) -> dict:
+def _stack_description(config: StackerConfig, members: MemberScores, weights: list[float], fit: StackerFit,
+                       choice: EnsembleChoice) -> dict:
     return {
         "format": STACK_FORMAT,
         "name": config.name,
@@ -70,6 +76,7 @@ def _stack_description(config: StackerConfig, members: MemberScores, weights: li
         "input": "member_scores",
         "input_shape": [len(members.classes), len(members.names)],
         "fold_models": [p.name for p in fit.model_paths],
+        "choice": {"name": choice.name, "kind": choice.kind},
     }
 
 
@@ -82,16 +89,17 @@ def _scores(labels: np.ndarray | None, scores: np.ndarray, multilabel: bool, pre
     return out
 
 
-def _table(recipe_path, config: StackerConfig, members: MemberScores, weights: list[float], fit: StackerFit) -> dict:
+def _table(recipe_path, config: StackerConfig, members: MemberScores, weights: list[float], fit: StackerFit,
+           choice: EnsembleChoice) -> dict:
     entries = [(name, "member", members.oof[m], members.test[m]) for m, name in enumerate(members.names)]
     entries += [(name, "blend", blend(members.oof), blend(members.test)) for name, blend in blends(weights).items()]
-    entries.append((config.name, "stacker", fit.oof, fit.test))
+    entries.append((stacker_key(config, fixed_candidates(members.names, weights)), "stacker", fit.oof, fit.test))
     rows = [{"name": name, "kind": kind, **_scores(members.labels, oof, members.multilabel, "oof"),
              **_scores(members.test_labels, test, members.multilabel, "test")} for name, kind, oof, test in entries]
     return {"stacker": config.name, "recipe": str(recipe_path), "members": list(members.names),
             "weights": dict(zip(members.names, weights)), "oof_clips": len(members.fnames),
             "oof_clips_dropped": members.dropped, "test_clips": len(members.test_fnames), "rows": rows,
-            "stacker_folds": fit.summaries}
+            "stacker_folds": fit.summaries, "choice": choice.to_json()}
 
 
 def format_table(table: dict) -> str:
@@ -102,6 +110,10 @@ def format_table(table: dict) -> str:
     lines = [f"stacking {table['stacker']}: {len(table['members'])} members, {table['oof_clips']} OOF clips{dropped}, "
              f"{table['test_clips']} test clips",
              f"{'':{width}s}{'kind':9s}" + "".join(f"{c:>13s}" for c in columns)]
+    chosen = table["choice"]["name"]
     for row in table["rows"]:
-        lines.append(f"{row['name']:{width}s}{row['kind']:9s}" + "".join(f"{row[c]:13.4f}" for c in columns))
+        mark = "  <- submitted" if row["name"] == chosen else ""
+        lines.append(f"{row['name']:{width}s}{row['kind']:9s}"
+                     + "".join(f"{row[c]:13.4f}" if c in row else f"{'-':>13s}" for c in columns) + mark)
+    lines.append(f"submitted: {table['choice']['reason']}")
     return "\n".join(lines)

@@ -77,10 +77,11 @@ class StackerFit:
 
 
 def fit_stacker(member_oof: np.ndarray, labels: np.ndarray, member_test: np.ndarray, weights: Sequence[float],
-                config: StackerConfig, out_dir: Path, multilabel: bool = True, verbose: int = 0) -> StackerFit:
+                config: StackerConfig, out_dir: Path | None, multilabel: bool = True, verbose: int = 0) -> StackerFit:
     """Train ``config.folds.n_splits`` stackers on ``member_oof`` (clips, classes, members).
 
-    Saves ``stacker_fold{k}.keras`` into ``out_dir``.
+    Saves ``stacker_fold{k}.keras`` into ``out_dir`` and prints a line per fold; with ``out_dir=None``
+    (the nested check of :mod:`freesound_tf.stacking.choice`) neither.
     """
     n_classes = labels.shape[1]
     labels = labels.astype(np.float32)
@@ -107,12 +108,13 @@ def fit_stacker(member_oof: np.ndarray, labels: np.ndarray, member_test: np.ndar
         best_epoch = stop.best_epoch if config.stop_on == "lrap" else stop.best_epoch + 1
         oof[val_idx] = model.predict(member_oof[val_idx], batch_size=_PREDICT_BATCH, verbose=0)
         test += model.predict(member_test, batch_size=_PREDICT_BATCH, verbose=0) / config.folds.n_splits
-        path = out_dir / f"stacker_fold{k}.keras"
-        save_model_atomic(model, path)
-        paths.append(path)
         summary = {"fold": k, "val_lwlrap": lwlrap(labels[val_idx], oof[val_idx]), "best_epoch": best_epoch,
                    "epochs": len(history.history["loss"]), "train_clips": len(train_idx), "val_clips": len(val_idx)}
         summaries.append(summary)
+        if out_dir is None:
+            continue
+        paths.append(out_dir / f"stacker_fold{k}.keras")
+        save_model_atomic(model, paths[-1])
         print(f"[stacker] fold {k}: val lwlrap {summary['val_lwlrap']:.4f} (best after {summary['best_epoch']} of "
               f"{summary['epochs']} epochs, {summary['train_clips']} train / {summary['val_clips']} val clips)",
               flush=True)

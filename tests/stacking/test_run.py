@@ -17,6 +17,7 @@ lr = 0.01
 max_epochs = 3
 patience = 2
 batch_size = 8
+selection_folds = 2
 [weights]
 tiny_v1mix = 2.0
 [folds]
@@ -55,7 +56,20 @@ def test_run_stacking_on_trained_members_writes_table_submission_and_models(tiny
     submission = pd.read_csv(out / "submission.csv")
     assert list(submission.columns) == list(member_test.columns)
     assert list(submission["fname"]) == list(member_test["fname"])
-    np.testing.assert_allclose(submission.iloc[:, 1:].to_numpy(), test_stacked, atol=1e-6)
+    # The submission is the candidate with the best OOF lwlrap (test scores play no part in the choice).
+    choice = table["choice"]
+    candidates = {row["name"]: row["oof_lwlrap"] for row in table["rows"]
+                  if row["name"] != "rank_mean"}  # rank_mean cannot score one clip alone: no candidate
+    assert choice["oof_lwlrap"] == pytest.approx(candidates)
+    assert candidates[choice["name"]] == max(candidates.values())
+    assert len(choice["nested_picks"]) == 2 and 0.0 < choice["nested_lwlrap"] <= 1.0
+    member_tests = np.stack([np.load(run / "test.npy") for run in tiny_runs])
+    expected = {"tiny_v1mix": member_tests[0], "tiny_se": member_tests[1], "mean": member_tests.mean(0),
+                "weighted_mean": (2 * member_tests[0] + member_tests[1]) / 3,
+                "geometric_mean": np.exp(np.log(np.maximum(member_tests, 1e-7)).mean(0)),
+                "lc1d_small": test_stacked}[choice["name"]]
+    np.testing.assert_allclose(submission.iloc[:, 1:].to_numpy(), expected, atol=1e-6)
+    assert f"submitted: {choice['name']}" in printed
 
     stack = json.loads((out / "stack.json").read_text())
     assert [m["name"] for m in stack["members"]] == ["tiny_v1mix", "tiny_se"]
@@ -101,6 +115,11 @@ def test_single_label_stacking_reports_map3_and_submits_top_3_labels(make_run, t
     assert all("oof_map3" in row and "test_lwlrap" not in row for row in table["rows"])
     submission = pd.read_csv(tmp_path / "stack" / "submission.csv")
     assert list(submission.columns) == ["fname", "label"] and list(submission["fname"]) == test_fnames
-    test_stacked = np.load(tmp_path / "stack" / "test_stacked.npy")
-    expected = [" ".join(classes[i] for i in np.argsort(-row, kind="stable")[:3]) for row in test_stacked]
+    chosen = table["choice"]["name"]
+    scores = (np.load(tmp_path / "stack" / "test_stacked.npy") if table["choice"]["kind"] == "stacker"
+              else {"m1": np.load(runs[0] / "test.npy"), "m2": np.load(runs[1] / "test.npy")}.get(chosen))
+    if scores is None:  # a blend; the weighted mean is the mean here (m1, m2 both weight 1)
+        both = np.stack([np.load(r / "test.npy") for r in runs])
+        scores = np.exp(np.log(np.maximum(both, 1e-7)).mean(0)) if chosen == "geometric_mean" else both.mean(0)
+    expected = [" ".join(classes[i] for i in np.argsort(-row, kind="stable")[:3]) for row in scores]
     assert list(submission["label"]) == expected
