@@ -54,16 +54,20 @@ def _scaled(width: int, w_ratio: float) -> int:
 
 
 @register("cnn9", presets=PRESETS)
-def build_cnn9(config: ModelConfig, frontend: FrontendConfig, n_classes: int, sample_rate: int,
-               input_seconds: float | None = 5.0, multilabel: bool = True,
+def build_cnn9(config: ModelConfig | str = "se", frontend: FrontendConfig | None = None, n_classes: int = 80,
+               sample_rate: int = 44100, input_seconds: float | None = 5.0, multilabel: bool = True,
                global_steps: int = 128) -> keras.Model:
-    """Build a cnn9 variant as a functional model.
+    """Build a cnn9 variant as a functional model; the defaults are seed 004's ``se`` member.
 
+    ``config``: a ``ModelConfig``, a variant name (``"msc_se"``) or a preset (``"msc_se_w2.0"``);
+    ``frontend``: None for the seed's log-mel (1024-point FFT, hop 512, 64 mels).
     Inputs (a dict): ``waveform`` (batch, samples) float32 at ``sample_rate``; ``global_features``
     (batch, global_steps, 12) if ``config.use_global_features``; ``length`` (batch, 1) if
     ``config.use_length``. ``input_seconds=None`` accepts waveforms of any length. Output
     ``scores`` (batch, n_classes): sigmoid if ``multilabel`` else softmax, float32.
+    (``freesound_tf.models.build_model(..., waveform_only=True)`` computes the side inputs in-graph.)
     """
+    config, frontend = _resolve(config), frontend or FrontendConfig()
     if config.variant not in VARIANTS:
         raise ConfigError(f"model.variant: unknown cnn9 variant {config.variant!r}; "
                           f"choose one of {', '.join(VARIANTS)}")
@@ -97,6 +101,17 @@ def build_cnn9(config: ModelConfig, frontend: FrontendConfig, n_classes: int, sa
                    config.use_length, global_steps, config.gru_units, config.bn_momentum)
     scores = classifier(x, n_classes, multilabel, config.dropout)
     return keras.Model(inputs, scores, name=f"cnn9_{config.variant}")
+
+
+def _resolve(config: ModelConfig | str) -> ModelConfig:
+    if isinstance(config, ModelConfig):
+        return config
+    if config in VARIANTS:
+        return ModelConfig(name="cnn9", variant=config)
+    if config in PRESETS:
+        return PRESETS[config]
+    raise ConfigError(f"build_cnn9: unknown variant or preset {config!r}; variants: {', '.join(VARIANTS)}; "
+                      f"presets: {', '.join(PRESETS)}")
 
 
 def _check_mel_axis(n_mels: int, n_blocks: int) -> None:
