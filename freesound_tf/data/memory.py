@@ -36,6 +36,14 @@ def as_clip_list(waveforms: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarra
     return clips
 
 
+def resample_clips(clips: list[np.ndarray], sample_rate: int, target_rate: int) -> list[np.ndarray]:
+    """Clips at ``sample_rate`` resampled to ``target_rate`` as decoding does (soxr HQ, clipped to [-1, 1])."""
+    if sample_rate == target_rate:
+        return clips
+    return [np.clip(soxr.resample(c, sample_rate, target_rate, quality="HQ"), -1.0, 1.0).astype(np.float32)
+            for c in clips]
+
+
 class ClipsInMemory:
     """The ``CacheReader`` interface over in-memory clips at ``audio.sample_rate``.
 
@@ -57,12 +65,8 @@ class ClipsInMemory:
     @classmethod
     def resampled(cls, waveforms: np.ndarray | Sequence[np.ndarray], sample_rate: int,
                   audio: AudioConfig) -> ClipsInMemory:
-        """Clips at ``sample_rate`` resampled to ``audio.sample_rate`` (soxr HQ, clipped to [-1, 1] as decoding does)."""
-        clips = as_clip_list(waveforms)
-        if sample_rate != audio.sample_rate:
-            clips = [np.clip(soxr.resample(c, sample_rate, audio.sample_rate, quality="HQ"), -1.0, 1.0)
-                     .astype(np.float32) for c in clips]
-        return cls(clips, audio)
+        """Clips at ``sample_rate``, resampled to ``audio.sample_rate``."""
+        return cls(resample_clips(as_clip_list(waveforms), sample_rate, audio.sample_rate), audio)
 
     def read(self, i: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         return self.clips[i][start:stop]
