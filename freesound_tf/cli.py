@@ -372,11 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="one SavedModel (TF Serving) for a member, an ensemble or a stack",
                             description="Write a SavedModel whose serving_default signature takes raw mono "
-                                        "float32 audio `waveform` [batch, samples] of any length at the members' "
-                                        "sample rate and returns `scores` [batch, classes] and `labels` "
-                                        "[classes]. Global features, length, test-time crops, the mean over "
-                                        "fold models and the blend of members (the stacker with --stack, else "
-                                        "the plain mean) all run inside the graph; loading needs only "
+                                        "float32 audio `waveform` [batch, samples] (one clip per row, any length, "
+                                        "at the members' sample rate) and returns `scores` [batch, classes]; the "
+                                        "`padded` signature also takes `lengths` [batch] for clips of different "
+                                        "lengths in one batch, `metadata` returns the labels and sample rate. "
+                                        "Silence trimming, global features, length, test-time crops, the mean "
+                                        "over fold models and the blend of members (the stacker with --stack, "
+                                        "else the plain mean) all run inside the graph; loading needs only "
                                         "TensorFlow. Each export is a new version folder OUT/1, OUT/2, ... "
                                         "(TF Serving's model base path).")
     export.add_argument("--runs", "--run", nargs="+", metavar="RUN", dest="runs",

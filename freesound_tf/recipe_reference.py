@@ -30,10 +30,11 @@ def field_comments(cls: type) -> dict[str, str]:
         if token.type == tokenize.COMMENT:
             comments[token.start[0]] = token.string.lstrip("#").strip()
     lines = source.splitlines()
+    fields = {f.name for f in dataclasses.fields(cls)}
     out = {}
     for number, line in enumerate(lines, start=1):
         name = line.strip().split(":", 1)[0]
-        if not line.startswith("    ") or line.startswith("     ") or name not in {f.name for f in dataclasses.fields(cls)}:
+        if not line.startswith("    ") or line.startswith("     ") or name not in fields:  # a field of the class body
             continue
         above = []
         k = number - 1
