@@ -95,13 +95,12 @@ def build_wheels(wheel_dir: Path, find_links: Path | None = None, extra: tuple[s
     return sorted(p.name for p in wheel_dir.glob("*.whl"))
 
 
-def write_kaggle_submission(model_dir: Path, test_dir: Path, out: Path,
-                            sample_submission: Path | None = None) -> pd.DataFrame:
+def write_kaggle_submission(model_dir: Path, test_dir: Path, out: Path, sample_submission: Path | None = None) -> None:
     """Score every clip of ``test_dir`` with the SavedModel and write a complete Kaggle submission.
 
     Rows follow ``sample_submission``'s fnames when given, else every audio file of ``test_dir``.
     A clip that cannot be decoded (or is missing) gets the mean scores of the scored clips, so the
-    file always has a row per expected fname. Returns the table written.
+    file always has a row per expected fname.
     """
     scorer = SavedModelScorer(model_dir)
     result = score_folder(scorer, test_dir, scorer.sample_rate)
@@ -121,7 +120,6 @@ def write_kaggle_submission(model_dir: Path, test_dir: Path, out: Path,
         print(f"{len(missing)} clip(s) given the mean scores of the others:")
         for fname in missing:
             print(f"  {fname}: {reasons.get(fname, 'not in the test folder')}")
-    return pd.read_csv(out)
 
 
 def _pip(*args: str) -> None:
