@@ -39,4 +39,4 @@ register_keras_objects()
 
 from freesound_tf.training.run_folder import RunInfo, load_run  # noqa: E402  (after the registration above)
 
-__all__ = ["RunInfo", "__version__", "load_run", "register_keras_objects"]
+__all__ = ["RunInfo", "load_run", "register_keras_objects"]
