@@ -21,7 +21,7 @@ FT="$VENV/bin/freesound-tf"
 if ! ls "$INPUT" 2>/dev/null | grep -qv '^README.md$'; then
     echo "[run] $INPUT/ holds no data: using the built-in demo set"
     # shellcheck disable=SC2086  # DEMO_ARGS is a list of options
-    "$FT" demo-data "$WORK/demo" ${DEMO_ARGS:-}
+    "$FT" demo-data --out "$WORK/demo" ${DEMO_ARGS:-}
     INPUT="$WORK/demo"
     RECIPES="${RECIPES:-models/demo.toml models/demo_max3.toml}"
     STACK_RECIPE="${STACK_RECIPE:-stacking/demo.toml}"
@@ -53,4 +53,5 @@ echo "[run] done"
 echo "  submission:     $SUBMISSION"
 echo "  run folders:   $run_dirs"
 echo "  stack table:    $RUNS/stack/table.json"
-echo "  SavedModel:     $RUNS/export/1 (serving_default: waveform -> scores, labels)"
+latest="$(ls "$RUNS/export" | grep -E '^[0-9]+$' | sort -n | tail -1)"
+echo "  SavedModel:     $RUNS/export/$latest (serving_default: waveform -> scores; metadata: labels)"

@@ -68,15 +68,11 @@ def load_serving_export(path: Path, work: Path) -> tuple[object, int]:
     """An export's loaded SavedModel (exported from ``path`` first if it is a run folder) and its sample rate."""
     import tensorflow as tf
 
-    saved = next((p for p in (path / "1", path) if (p / "saved_model.pb").exists()), None)
-    if saved is None:
-        from freesound_tf.export.serving import export_run
+    from freesound_tf.export.serving import export_run, latest_version
 
-        saved = export_run([path], work / "serving")
-    meta = saved.parent / "export.json"
-    if not meta.exists():
-        raise SystemExit(f"{meta}: not found; pass a run folder or a folder written by `freesound-tf export`")
-    return tf.saved_model.load(str(saved)), int(json.loads(meta.read_text())["sample_rate"])
+    saved = export_run([path], work / "serving") if (path / "recipe.toml").exists() else latest_version(path)
+    loaded = tf.saved_model.load(str(saved))
+    return loaded, int(loaded.signatures["metadata"]()["sample_rate"])
 
 
 def main(argv: list[str] | None = None) -> int:

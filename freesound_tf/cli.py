@@ -21,8 +21,10 @@ def _recipe(path: str | None) -> Recipe:
 def cmd_demo_data(args: argparse.Namespace) -> None:
     from freesound_tf.data.demo import make_demo_dataset
 
-    out = make_demo_dataset(args.out, seed=args.seed, sample_rate=args.sample_rate, n_curated=args.n_curated,
-                            n_noisy=args.n_noisy, n_test=args.n_test)
+    if bool(args.out) == bool(args.folder):
+        raise ValueError("demo-data: pass the folder once, as --out DIR")
+    out = make_demo_dataset(args.out or args.folder, seed=args.seed, sample_rate=args.sample_rate,
+                            n_curated=args.n_curated, n_noisy=args.n_noisy, n_test=args.n_test)
     print(f"demo data set ready in {out}")
 
 
@@ -88,6 +90,10 @@ def _fold_list(text: str, n_splits: int) -> tuple[int, ...]:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    if bool(args.run) == bool(args.saved_model):
+        raise ValueError("predict: pass either --run RUN or --saved-model DIR")
+    if args.saved_model:
+        return _predict_with_saved_model(args)
     from freesound_tf.data.cache import describe_clips
     from freesound_tf.fallback import write_fallback_csv
     from freesound_tf.inference import predict_folder, write_submission
@@ -105,6 +111,70 @@ def cmd_predict(args: argparse.Namespace) -> None:
         write_fallback_csv(fallback_csv, skipped)
         print(f"{len(skipped)} unreadable clip(s) scored with the class priors: {describe_clips(skipped)}; "
               f"list: {fallback_csv}")
+
+
+def _predict_with_saved_model(args: argparse.Namespace) -> None:
+    from freesound_tf.inference import FolderTable
+    from freesound_tf.tagging import SavedModelScorer, score_folder, write_complete_submission
+
+    out = Path(args.out)
+    if not out.parent.is_dir():  # checked before the scoring, not after it
+        raise FileNotFoundError(f"--out {out}: folder {out.parent} does not exist; create it or pass another path")
+    scorer = SavedModelScorer(args.saved_model)
+    result = score_folder(scorer, args.audio_dir, scorer.sample_rate)
+    if not result.fnames:
+        raise ValueError(f"--audio-dir {args.audio_dir}: no clip could be decoded; check the folder and its files")
+    fallback = write_complete_submission(out, FolderTable.scan(args.audio_dir).fnames, result, scorer, args.audio_dir)
+    print(f"{len(result.fnames)} clips scored with {scorer.path} -> {out}"
+          + (f"; {len(fallback)} unreadable clip(s) scored with the class priors" if fallback else ""))
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    """Top-k labels per file from a SavedModel or a run folder; unreadable files are reported and skipped."""
+    import json
+
+    from freesound_tf.data.audio import AudioDecodeError, load_audio
+    from freesound_tf.tagging import SavedModelScorer, top_k
+
+    if bool(args.run) == bool(args.saved_model):
+        raise ValueError("tag: pass either --saved-model DIR or --run RUN")
+    if args.saved_model:
+        scorer = SavedModelScorer(args.saved_model)
+        sample_rate = scorer.sample_rate
+    else:
+        from freesound_tf.training.run_folder import load_run
+
+        scorer = load_run(args.run)
+        sample_rate = scorer.recipe.audio.sample_rate
+    files, clips, failed = [], [], 0
+    for path in args.files:
+        try:
+            clips.append(load_audio(path, sample_rate))
+            files.append(path)
+        except AudioDecodeError as err:
+            print(f"freesound-tf tag: {err}", file=sys.stderr)
+            failed += 1
+    tags = top_k(scorer.predict(clips, sample_rate), scorer.class_names, args.top_k) if clips else []
+    if args.json:
+        print(json.dumps([{"file": f, "tags": [{"label": label, "score": round(score, 6)} for label, score in t]}
+                          for f, t in zip(files, tags)], indent=1))
+    else:
+        for path, best in zip(files, tags):
+            print(path)
+            for label, score in best:
+                print(f"  {score:.3f}  {label}")
+    return 1 if failed else 0
+
+
+def cmd_kaggle_bundle(args: argparse.Namespace) -> None:
+    from freesound_tf.kaggle import make_bundle
+
+    out = make_bundle([Path(r) for r in args.runs or []], Path(args.out), Path(args.stack) if args.stack else None,
+                      saved_model=Path(args.saved_model) if args.saved_model else None, wheels=not args.no_wheels,
+                      find_links=Path(args.find_links) if args.find_links else None,
+                      extra_wheels=tuple(args.wheel_for), trim=not args.no_trim)
+    print(f"Kaggle bundle written to {out}: upload the folder as a dataset, then in the notebook run\n"
+          f"  !python /kaggle/input/<dataset>/kaggle_infer.py")
 
 
 def cmd_relabel(args: argparse.Namespace) -> None:
@@ -166,7 +236,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_stack(args: argparse.Namespace) -> None:
     from freesound_tf.stacking import run_stacking
 
-    run_stacking(args.recipe, [Path(r) for r in args.runs], Path(args.out), verbose=args.fit_verbose)
+    verbose = 2 if args.verbose and not args.quiet else 0  # one line per stacker epoch with -v
+    if args.fit_verbose is not None:  # deprecated spelling
+        verbose = args.fit_verbose
+    run_stacking(args.recipe, [Path(r) for r in args.runs], Path(args.out), verbose=verbose)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -174,8 +247,9 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     path = export_run([Path(r) for r in args.runs or []], out, Path(args.stack) if args.stack else None,
-                      fixed_samples=args.tflite_samples)
-    print(f"SavedModel written to {path} (serving_default: waveform [batch, samples] -> scores, labels)")
+                      fixed_samples=args.tflite_samples, trim=not args.no_trim)
+    print(f"SavedModel written to {path} (serving_default: waveform [batch, samples] -> scores [batch, classes]; "
+          "padded: + lengths; metadata: labels, sample_rate)")
     if args.tflite or args.tflite_samples:
         tflite = convert_tflite(path, out / "model.tflite", select_tf_ops=args.tflite_select_ops)
         print(f"TFLite model written to {tflite}")
@@ -194,7 +268,6 @@ def cmd_models(args: argparse.Namespace) -> None:
 def _add_decoding_options(parser: argparse.ArgumentParser, work_help: str) -> None:
     parser.add_argument("--work", default="work", help=f"{work_help} (default work/)")
     parser.add_argument("--workers", type=int, help="decoding processes for the cache (default: all cores)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_input_option(parser: argparse.ArgumentParser) -> None:
@@ -206,15 +279,26 @@ def _add_noisy_csv_option(parser: argparse.ArgumentParser) -> None:
                                             "by `freesound-tf relabel` (audio stays in INPUT/train_noisy/)")
 
 
+def _add_common_options(parser: argparse.ArgumentParser, default) -> None:
+    """-v and --quiet, accepted before or after the sub-command (defaults only at the top level)."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="log debug messages, show tracebacks and per-epoch output")
+    parser.add_argument("--quiet", action="store_true", default=default, help="no progress bars or per-epoch output")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from freesound_tf import __version__
+
     parser = argparse.ArgumentParser(prog="freesound-tf", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"freesound-tf {__version__}")
+    _add_common_options(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo-data", help="synthesize the built-in demo set (FAT2019 layout)",
                           description="Write a small, deterministic, procedurally synthesized data set in the "
                                       "FAT2019 layout (curated, noisy with corrupted labels, test + truth).")
-    demo.add_argument("out", help="folder to write the data set into (reused if already complete)")
+    demo.add_argument("--out", help="folder to write the data set into (reused if already complete)")
+    demo.add_argument("folder", nargs="?", help=argparse.SUPPRESS)  # deprecated spelling of --out
     demo.add_argument("--seed", type=int, default=0, help="random seed; same seed gives identical files (default 0)")
     demo.add_argument("--sample-rate", type=int, default=16000, help="sample rate of the WAV files (default 16000)")
     demo.add_argument("--n-curated", type=int, default=240, help="curated clips (default 240)")
@@ -229,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "classes.json, folds.csv and prepare.json into the work folder.")
     _add_input_option(prep)
     _add_noisy_csv_option(prep)
-    prep.add_argument("--recipe", help="recipe TOML whose [audio] and [folds] settings to use (default: built-in)")
+    prep.add_argument("--recipe", help="recipe TOML or packaged name (e.g. se) whose [audio] and [folds] settings "
+                                       "to use (default: built-in)")
     _add_decoding_options(prep, "work folder for caches, class map and folds")
     prep.set_defaults(func=cmd_prepare)
 
@@ -240,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "predictions, metrics, history, TensorBoard logs and plots into the run "
                                        "folder. Rerunning the same command resumes: finished folds are skipped, "
                                        "an unfinished one continues from its last epoch.")
-    train.add_argument("--recipe", required=True, help="recipe TOML (see models/*.toml)")
+    train.add_argument("--recipe", required=True, help="recipe TOML, or the name of a packaged one (models/*.toml, "
+                                                       "e.g. se)")
     _add_input_option(train)
     _add_noisy_csv_option(train)
     _add_decoding_options(train, "work folder holding the waveform caches")
@@ -262,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "per file: FAT2019 runs write fname + one score column per class, FAT2018 "
                                          "runs write fname + the top 3 labels. Files that cannot be decoded get "
                                          "the run's class priors and are listed beside OUT in <name>.fallback.csv.")
-    predict.add_argument("--run", required=True, help="run folder written by `freesound-tf train`")
+    predict.add_argument("--run", help="run folder written by `freesound-tf train`")
+    predict.add_argument("--saved-model", help="instead of --run: a model written by `freesound-tf export` (the "
+                                               "base path or one version folder); decodes clips in-process")
     predict.add_argument("--audio-dir", required=True, help="folder of clips to score")
     predict.add_argument("--out", default="submission.csv", help="CSV to write (default submission.csv)")
     _add_decoding_options(predict, "work folder for the decoded-clip cache")
@@ -303,25 +391,30 @@ def build_parser() -> argparse.ArgumentParser:
                                        "k-fold stacker on them (its own OOF comes from stacker folds it did not "
                                        "train on), print and write the table (table.json), the stacked "
                                        "submission.csv and stack.json for `freesound-tf export --stack`.")
-    stack.add_argument("--recipe", default="stacking/lc1d.toml", help="stacker recipe (default stacking/lc1d.toml)")
+    stack.add_argument("--recipe", default="lc1d", help="stacker recipe TOML or packaged name (default lc1d: "
+                                                         "stacking/lc1d.toml)")
     stack.add_argument("--runs", "--run", nargs="+", required=True, metavar="RUN", dest="runs",
                        help="finished member run folders")
     stack.add_argument("--out", default="runs/stack", help="output folder (default runs/stack)")
-    stack.add_argument("--fit-verbose", type=int, choices=(0, 1, 2), default=0, help="Keras fit verbosity (default 0)")
+    stack.add_argument("--fit-verbose", type=int, choices=(0, 1, 2), help=argparse.SUPPRESS)  # deprecated: use -v
     stack.set_defaults(func=cmd_stack)
 
     export = sub.add_parser("export", help="one SavedModel (TF Serving) for a member, an ensemble or a stack",
                             description="Write a SavedModel whose serving_default signature takes raw mono "
-                                        "float32 audio `waveform` [batch, samples] of any length at the members' "
-                                        "sample rate and returns `scores` [batch, classes] and `labels` "
-                                        "[classes]. Global features, length, test-time crops, the mean over "
-                                        "fold models and the blend of members (the stacker with --stack, else "
-                                        "the plain mean) all run inside the graph; loading needs only "
-                                        "TensorFlow. The model goes to OUT/1 (TF Serving's version folder).")
+                                        "float32 audio `waveform` [batch, samples] (one clip per row, any length, "
+                                        "at the members' sample rate) and returns `scores` [batch, classes]; the "
+                                        "`padded` signature also takes `lengths` [batch] for clips of different "
+                                        "lengths in one batch, `metadata` returns the labels and sample rate. "
+                                        "Silence trimming, global features, length, test-time crops, the mean "
+                                        "over fold models and the blend of members (the stacker with --stack, "
+                                        "else the plain mean) all run inside the graph; loading needs only "
+                                        "TensorFlow. Each export is a new version folder OUT/1, OUT/2, ... "
+                                        "(TF Serving's model base path).")
     export.add_argument("--runs", "--run", nargs="+", metavar="RUN", dest="runs",
                         help="member run folders (optional with --stack, which names its members)")
     export.add_argument("--stack", help="stack folder written by `freesound-tf stack`")
-    export.add_argument("--out", required=True, help="export folder (the SavedModel goes to OUT/1)")
+    export.add_argument("--out", required=True, help="model base path (the SavedModel goes to OUT/<next version>)")
+    export.add_argument("--no-trim", action="store_true", help="do not trim silence in the graph (clients trim)")
     export.add_argument("--tflite", action="store_true", help="also convert to OUT/model.tflite")
     export.add_argument("--tflite-samples", type=int, metavar="N",
                         help="export a fixed-length model (input [1, N]) that converts to TFLite builtins")
@@ -336,6 +429,37 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--sample-rate", type=int, default=44100, help="input sample rate (default 44100)")
     models.add_argument("--classes", type=int, default=80, help="number of output classes (default 80)")
     models.set_defaults(func=cmd_models)
+
+    tag = sub.add_parser("tag", help="top-k labels of audio files, from a SavedModel or a run folder",
+                         description="Decode each file (any format, rate or channel count), score it and print its "
+                                     "best labels with their scores. With --saved-model only TensorFlow runs the "
+                                     "model; with --run the fold models and test-time augmentation of the run.")
+    tag.add_argument("files", nargs="+", metavar="FILE", help="audio files")
+    tag.add_argument("--saved-model", help="model written by `freesound-tf export` (base path or version folder)")
+    tag.add_argument("--run", help="run folder written by `freesound-tf train`")
+    tag.add_argument("--top-k", type=int, default=5, help="labels per file (default 5)")
+    tag.add_argument("--json", action="store_true", help="print JSON instead of text")
+    tag.set_defaults(func=cmd_tag)
+
+    bundle = sub.add_parser("kaggle-bundle", help="a folder to upload as a Kaggle dataset for offline notebooks",
+                            description="Export the runs (or stack) as a SavedModel and write it with the wheels a "
+                                        "Kaggle image lacks (freesound-tf and its pure-Python dependencies, "
+                                        "downloaded now) and kaggle_infer.py, which installs them with pip "
+                                        "--no-index and writes submission.csv with a row for every test clip.")
+    bundle.add_argument("--runs", "--run", nargs="+", metavar="RUN", dest="runs",
+                        help="member run folders (optional with --stack)")
+    bundle.add_argument("--stack", help="stack folder written by `freesound-tf stack`")
+    bundle.add_argument("--saved-model", help="instead of --runs/--stack: an existing `freesound-tf export`")
+    bundle.add_argument("--out", required=True, help="new folder for the bundle")
+    bundle.add_argument("--no-trim", action="store_true", help="do not trim silence in the graph")
+    bundle.add_argument("--no-wheels", action="store_true", help="leave out the wheels (no network needed)")
+    bundle.add_argument("--find-links", help="folder of wheels to use before PyPI when collecting them")
+    bundle.add_argument("--wheel-for", action="append", default=[], metavar="PACKAGE",
+                        help="also bundle this installed package's wheel (repeatable)")
+    bundle.set_defaults(func=cmd_kaggle_bundle)
+
+    for command in sub.choices.values():
+        _add_common_options(command, default=argparse.SUPPRESS)
     return parser
 
 
@@ -344,14 +468,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        return args.func(args) or 0
     except (ValueError, FileNotFoundError, FileExistsError, InUseError) as err:  # ConfigError, DataValidationError too
         # Input problems end with one line naming the file and the fix; --verbose shows the traceback.
         if args.verbose:
             raise
         print(f"freesound-tf {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -483,8 +483,11 @@ def _load_toml(path: str | Path, cls: type[T], what: str) -> T:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read a member recipe TOML (see models/*.toml); errors name the file and the bad key."""
-    return _load_toml(path, Recipe, "recipe")
+    """Read a member recipe TOML (see models/*.toml), or a packaged one by name (``"se"``); errors name
+    the file and the bad key."""
+    from freesound_tf.recipes import resolve_recipe
+
+    return _load_toml(resolve_recipe(path, "member"), Recipe, "recipe")
 
 
 def scale_epochs(recipe: Recipe, factor: float) -> Recipe:
@@ -558,5 +561,8 @@ class StackerConfig:
 
 
 def load_stacker_recipe(path: str | Path) -> StackerConfig:
-    """Read a stacker recipe TOML (see stacking/*.toml); errors name the file and the bad key."""
-    return _load_toml(path, StackerConfig, "stacker recipe")
+    """Read a stacker recipe TOML (see stacking/*.toml), or a packaged one by name (``"lc1d"``); errors
+    name the file and the bad key."""
+    from freesound_tf.recipes import resolve_recipe
+
+    return _load_toml(resolve_recipe(path, "stacker"), StackerConfig, "stacker recipe")

@@ -1,5 +1,6 @@
 """The `freesound-tf` commands end to end on tiny synthesized data."""
 import json
+import runpy
 import subprocess
 import sys
 
@@ -134,3 +135,36 @@ def test_evaluate_prints_scores_of_a_submission(demo, tmp_path, capsys):
                  "--json", str(tmp_path / "scores.json")]) == 0
     assert "lwlrap   1.00000" in capsys.readouterr().out
     assert pd.read_json(tmp_path / "scores.json", typ="series")["lwlrap"] == 1.0
+
+
+def test_version_module_entry_and_options_after_the_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["python -m freesound_tf", "--version"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("freesound_tf", run_name="__main__")  # what `python -m freesound_tf` runs
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == "freesound-tf 0.1.0"
+    parser = build_parser()
+    for argv in (["-v", "--quiet", "models"], ["models", "-v", "--quiet"]):
+        args = parser.parse_args(argv)
+        assert args.verbose and args.quiet
+    args = parser.parse_args(["models"])
+    assert not args.verbose and not args.quiet
+    assert parser.parse_args(["stack", "--runs", "a", "-v"]).verbose  # was only --fit-verbose
+    assert parser.parse_args(["demo-data", "--out", "d"]).out == "d"
+    assert main(["demo-data", str(tmp_path / "a"), "--out", str(tmp_path / "b")]) == 2  # the folder once
+
+
+def test_tag_a_run_prints_top_labels_per_file(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    rng = np.random.default_rng(3)
+    sf.write(tmp_path / "a.wav", 0.2 * rng.normal(size=9000), SR)
+    sf.write(tmp_path / "b.flac", 0.2 * rng.normal(size=4000), 16000)
+    files = [str(tmp_path / "a.wav"), str(tmp_path / "b.flac")]
+    assert main(["tag", *files, "--run", str(run), "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == files[0] and lines[3] == files[1] and len(lines) == 6
+    from freesound_tf import load_run
+
+    scores = load_run(run).predict([load_audio(f, SR) for f in files], SR)
+    best = [float(line.split()[0]) for line in lines[1:3]]
+    np.testing.assert_allclose(best, np.sort(scores[0])[::-1][:2], atol=1e-3)
+    assert main(["tag", files[0]]) == 2  # neither --run nor --saved-model

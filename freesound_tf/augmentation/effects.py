@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import pedalboard
 import soxr
 
 from freesound_tf.config import AugmentConfig
+from freesound_tf.extras import require
 
 _POOL: ThreadPoolExecutor | None = None
 
@@ -57,6 +57,7 @@ def pitch_tempo(clip: np.ndarray, sample_rate: int, semitones: float, tempo: flo
     ratio = 2.0 ** (semitones / 12.0)
     out = np.ascontiguousarray(clip, np.float32)
     if abs(tempo / ratio - 1.0) > 1e-6:
+        pedalboard = require("pedalboard", "audio effects")  # training extra
         out = pedalboard.time_stretch(out, sample_rate, stretch_factor=tempo / ratio, high_quality=False,
                                       use_long_fft_window=False)[0]
     if semitones != 0.0:
@@ -79,6 +80,7 @@ def overdrive(clip: np.ndarray, gain_db: float) -> np.ndarray:
 
 def reverb(clip: np.ndarray, sample_rate: int, room_size: float, wet_level: float) -> np.ndarray:
     """Freeverb with ``wet_level`` of reverberated and ``1 - wet_level`` of dry signal; tail cut at the clip end."""
+    pedalboard = require("pedalboard", "audio effects")  # training extra
     plugin = pedalboard.Reverb(room_size=room_size, wet_level=wet_level, dry_level=1.0 - wet_level)
     return plugin(np.ascontiguousarray(clip, np.float32), sample_rate)
 

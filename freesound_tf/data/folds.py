@@ -6,11 +6,11 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from sklearn.model_selection import StratifiedKFold
 
 from freesound_tf.data.layout import DataValidationError
 from freesound_tf.locking import atomic_path
+from freesound_tf.extras import require
 
 
 def make_folds(labels: np.ndarray, n_splits: int, seed: int, multilabel: bool = True) -> np.ndarray:
@@ -30,7 +30,8 @@ def make_folds(labels: np.ndarray, n_splits: int, seed: int, multilabel: bool = 
         raise ValueError(f"make_folds: n_splits={n_splits} exceeds the {n} clips; lower n_splits")
     placeholder = np.zeros((n, 1))
     if multilabel:
-        splitter = MultilabelStratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        stratifiers = require("iterstrat.ml_stratifiers", "multi-label folds")
+        splitter = stratifiers.MultilabelStratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         target = labels
     else:
         positives = (labels > 0).sum(axis=1)

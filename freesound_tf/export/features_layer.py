@@ -4,12 +4,12 @@ A served model receives raw audio only, so the side inputs the cache precomputes
 recomputed here with TensorFlow ops, following the definition in
 :mod:`freesound_tf.data.features` step by step (cyclic repeat of short clips, float64 window
 bounds, population std, numpy's linear percentiles). All windows of a batch are gathered at
-once into a (batch, steps, widest window) tensor; samples past a window's own end are masked
-out of the sums and sorted behind its values as +inf, so one ``tf.sort`` serves every
-percentile of every window.
+once into a (batch, steps, widest window) tensor, each row with its own window plan when clips
+differ in length; samples past a window's own end are masked out of the sums and sorted behind
+its values as +inf, so one ``tf.sort`` serves every percentile of every window.
 
-Every clip of a batch has the batch's length: a client that batches clips of different
-lengths changes their features (as zero padding would), so such clips go in separate calls.
+Clips of different lengths share a padded batch when each row's length is given
+(``lengths``); without it every row is a whole clip.
 """
 from __future__ import annotations
 
@@ -66,42 +66,48 @@ def static_plan(n: int, steps: int) -> WindowPlan:
 
 
 def dynamic_plan(n: tf.Tensor, steps: int) -> WindowPlan:
-    """The same plan computed in the graph for a length known only at run time."""
-    start, end = window_bounds_tf(n, steps)
+    """The same plan computed in the graph for lengths known only at run time: ``n`` of shape (batch,)
+    gives (batch, steps, width) / (batch, steps) / (batch, steps, 9) tensors, one plan per row."""
+    start, end = window_bounds_tf(n[:, None], steps)  # (batch, steps)
     lengths = end - start
     offsets = tf.range(tf.reduce_max(lengths))
-    position = tf.constant(np.asarray(PERCENTILES) / 100.0)[None, :] * tf.cast(lengths - 1, tf.float64)[:, None]
+    position = tf.constant(np.asarray(PERCENTILES) / 100.0) * tf.cast(lengths - 1, tf.float64)[..., None]
     below = tf.math.floor(position)
     below_index = tf.cast(below, tf.int32)
     return WindowPlan(
-        index=tf.minimum(start[:, None] + offsets[None, :], n - 1),
-        valid=offsets[None, :] < lengths[:, None],
+        index=tf.minimum(start[..., None] + offsets, n[:, None, None] - 1),
+        valid=offsets < lengths[..., None],
         count=tf.cast(lengths, tf.float32),
         below=below_index,
-        above=tf.minimum(below_index + 1, lengths[:, None] - 1),
+        above=tf.minimum(below_index + 1, lengths[..., None] - 1),
         weight=tf.cast(position - below, tf.float32))
 
 
-def global_features_tf(waveform: tf.Tensor, steps: int = 128) -> tf.Tensor:
+def global_features_tf(waveform: tf.Tensor, steps: int = 128, lengths: tf.Tensor | None = None) -> tf.Tensor:
     """(batch, steps, 12) float32 global statistics of each row of ``waveform`` (batch, samples).
 
-    A static sample count (fixed-length exports) turns all window bookkeeping into constants.
+    ``lengths`` (batch,) int32: row ``b`` is the clip ``waveform[b, :lengths[b]]`` (a padded batch);
+    None: every row is a whole clip. A static sample count without ``lengths`` (fixed-length
+    exports) turns all window bookkeeping into constants.
     """
     y = tf.convert_to_tensor(waveform, tf.float32)
     static_n = y.shape[1]
-    if static_n is not None:
+    if static_n is not None and lengths is None:
         if static_n == 0:
             raise ValueError("global_features_tf: empty waveform (0 samples)")
         # Short clips repeat cyclically to `steps` samples (numpy's np.resize) so no window is empty.
         if static_n < steps:
             y = tf.gather(y, tf.constant(np.arange(steps) % static_n, tf.int32), axis=1)
         plan = static_plan(max(static_n, steps), steps)
+        windows = tf.gather(y, plan.index, axis=1)  # (batch, steps, width)
+        plan = WindowPlan(plan.index, plan.valid[None], plan.count[None], plan.below[None],
+                          plan.above[None], plan.weight[None])
     else:
-        n = tf.shape(y)[1]
+        n = tf.fill(tf.shape(y)[:1], tf.shape(y)[1]) if lengths is None else tf.cast(lengths, tf.int32)
         tf.debugging.assert_positive(n, message="waveform: empty clip (0 samples); send at least one sample")
-        y = tf.gather(y, tf.range(tf.maximum(n, steps)) % n, axis=1)
-        plan = dynamic_plan(tf.shape(y)[1], steps)
-    windows = tf.gather(y, plan.index, axis=1)  # (batch, steps, width)
+        # Windows over each row cyclically extended to `steps` samples (np.resize of short clips).
+        plan = dynamic_plan(tf.maximum(n, steps), steps)
+        windows = tf.gather(y, plan.index % n[:, None, None], batch_dims=1)  # (batch, steps, width)
 
     mask = tf.cast(plan.valid, tf.float32)
     mean = tf.reduce_sum(windows * mask, axis=-1) / plan.count
@@ -109,11 +115,11 @@ def global_features_tf(waveform: tf.Tensor, steps: int = 128) -> tf.Tensor:
     std = tf.sqrt(tf.reduce_sum(centred * centred, axis=-1) / plan.count)
 
     ordered = tf.sort(tf.where(plan.valid, windows, np.inf), axis=-1)
-    # Gather per window: put steps first so it is the batch dimension of the gather.
-    by_step = tf.transpose(ordered, (1, 0, 2))  # (steps, batch, width)
-    low = tf.transpose(tf.gather(by_step, plan.below, axis=2, batch_dims=1), (1, 0, 2))
-    high = tf.transpose(tf.gather(by_step, plan.above, axis=2, batch_dims=1), (1, 0, 2))
-    percentiles = low + (high - low) * plan.weight[None]  # (batch, steps, 9)
+    below = tf.broadcast_to(plan.below, tf.concat([tf.shape(ordered)[:2], [len(PERCENTILES)]], 0))
+    above = tf.broadcast_to(plan.above, tf.shape(below))
+    low = tf.gather(ordered, below, batch_dims=2)  # (batch, steps, 9)
+    high = tf.gather(ordered, above, batch_dims=2)
+    percentiles = low + (high - low) * plan.weight
     value_range = percentiles[..., -1] - percentiles[..., 0]  # p100 - p0 == max - min
     stats = tf.concat([mean[..., None], std[..., None], value_range[..., None], percentiles], axis=-1)
     return tf.reshape(stats, (-1, steps, len(GLOBAL_FEATURE_NAMES)))
@@ -126,10 +132,14 @@ def length_feature_tf(waveform: tf.Tensor, sample_rate: int, norm_seconds: float
     """
     if waveform.shape[1] is not None:
         value = tf.constant(length_feature(waveform.shape[1], sample_rate, norm_seconds), tf.float32)
-    else:
-        samples = tf.cast(tf.shape(waveform)[1], tf.float64)
-        value = tf.cast(samples / (float(norm_seconds) * sample_rate), tf.float32)
-    return tf.fill((tf.shape(waveform)[0], 1), value)
+        return tf.fill((tf.shape(waveform)[0], 1), value)
+    return length_feature_rows(tf.fill(tf.shape(waveform)[:1], tf.shape(waveform)[1]), sample_rate, norm_seconds)
+
+
+def length_feature_rows(lengths: tf.Tensor, sample_rate: int, norm_seconds: float) -> tf.Tensor:
+    """(batch, 1) length feature of clips of ``lengths`` (batch,) samples, as ``length_feature``."""
+    samples = tf.cast(lengths, tf.float64)[:, None]
+    return tf.cast(samples / (float(norm_seconds) * sample_rate), tf.float32)
 
 
 @keras.saving.register_keras_serializable(package="freesound_tf")
@@ -148,3 +158,21 @@ class GlobalFeatures(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "steps": self.steps}
+
+
+@keras.saving.register_keras_serializable(package="freesound_tf")
+class LengthFeature(keras.layers.Layer):
+    """Waveform (batch, samples) -> (batch, 1) length feature of the samples sent (TensorFlow backend only)."""
+
+    def __init__(self, sample_rate: int, norm_seconds: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sample_rate, self.norm_seconds = int(sample_rate), float(norm_seconds)
+
+    def call(self, waveform):
+        return length_feature_tf(waveform, self.sample_rate, self.norm_seconds)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "sample_rate": self.sample_rate, "norm_seconds": self.norm_seconds}

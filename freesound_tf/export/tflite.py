@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-_UNSUPPORTED_OP = re.compile(r"'(tf\.\w+)' op")
+_UNSUPPORTED_OP = re.compile(r"'(tf\.\w+)' op|operation '(tf\.\w+)'")
 _DETAIL_OP = re.compile(r"^\s*(tf\.\w+)\((.*?)\) ->", re.MULTILINE)
 
 
@@ -133,7 +133,7 @@ def convert_tflite(saved_model_dir: str | Path, out_path: str | Path, select_tf_
 
 def unsupported_ops(message: str) -> list[str]:
     """Op names a conversion error reports, with the unusual operand types (complex, float64) it lists."""
-    names = set(_UNSUPPORTED_OP.findall(message))
+    names = {a or b for a, b in _UNSUPPORTED_OP.findall(message)}
     types: dict[str, set[str]] = {}
     for op, operands in _DETAIL_OP.findall(message):
         names.add(op)

@@ -63,16 +63,20 @@ def check_variant(config: ModelConfig) -> None:
 
 
 @register("cnn9", presets=PRESETS, check=check_variant)
-def build_cnn9(config: ModelConfig, frontend: FrontendConfig, n_classes: int, sample_rate: int,
-               input_seconds: float | None = 5.0, multilabel: bool = True,
+def build_cnn9(config: ModelConfig | str = "se", frontend: FrontendConfig | None = None, n_classes: int = 80,
+               sample_rate: int = 44100, input_seconds: float | None = 5.0, multilabel: bool = True,
                global_steps: int = 128) -> keras.Model:
-    """Build a cnn9 variant as a functional model.
+    """Build a cnn9 variant as a functional model; the defaults are seed 004's ``se`` member.
 
+    ``config``: a ``ModelConfig``, a variant name (``"msc_se"``) or a preset (``"msc_se_w2.0"``);
+    ``frontend``: None for the seed's log-mel (1024-point FFT, hop 512, 64 mels).
     Inputs (a dict): ``waveform`` (batch, samples) float32 at ``sample_rate``; ``global_features``
     (batch, global_steps, 12) if ``config.use_global_features``; ``length`` (batch, 1) if
     ``config.use_length``. ``input_seconds=None`` accepts waveforms of any length. Output
     ``scores`` (batch, n_classes): sigmoid if ``multilabel`` else softmax, float32.
+    (``freesound_tf.models.build_model(..., waveform_only=True)`` computes the side inputs in-graph.)
     """
+    config, frontend = _resolve(config), frontend or FrontendConfig()
     check_variant(config)
     if n_classes < 1:
         raise ValueError(f"n_classes must be >= 1, got {n_classes}")
@@ -104,6 +108,17 @@ def build_cnn9(config: ModelConfig, frontend: FrontendConfig, n_classes: int, sa
                    config.use_length, global_steps, config.gru_units, config.global_bn_momentum)
     scores = classifier(x, n_classes, multilabel, config.dropout)
     return keras.Model(inputs, scores, name=f"cnn9_{config.variant}")
+
+
+def _resolve(config: ModelConfig | str) -> ModelConfig:
+    if isinstance(config, ModelConfig):
+        return config
+    if config in VARIANTS:
+        return ModelConfig(name="cnn9", variant=config)
+    if config in PRESETS:
+        return PRESETS[config]
+    raise ConfigError(f"build_cnn9: unknown variant or preset {config!r}; variants: {', '.join(VARIANTS)}; "
+                      f"presets: {', '.join(PRESETS)}")
 
 
 def _check_mel_axis(n_mels: int, n_blocks: int) -> None:

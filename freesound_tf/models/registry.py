@@ -79,3 +79,24 @@ def presets(name: str) -> dict[str, ModelConfig]:
     """Named preset configs of model ``name`` (possibly empty)."""
     get(name)
     return dict(_PRESETS[name])
+
+
+def model_config(name: str) -> ModelConfig:
+    """The config a name stands for: a model key (``"xresnet"``, its defaults), ``"model:preset"``
+    (``"cnn9:se_w1.0"``) or a preset name found in one model only (``"msc_se_w2.0"``)."""
+    if name in _BUILDERS:
+        return ModelConfig(name=name)
+    model, _, preset = name.rpartition(":")
+    if model:
+        found = presets(model).get(preset)
+        if found is None:
+            raise ConfigError(f"{name}: {model} has no preset {preset!r}; presets: {', '.join(presets(model))}")
+        return found
+    owners = [m for m in list_models() if name in _PRESETS[m]]
+    if len(owners) == 1:
+        return _PRESETS[owners[0]][name]
+    if owners:
+        raise ConfigError(f"{name}: preset of several models; write one of "
+                          f"{', '.join(f'{m}:{name}' for m in owners)}")
+    raise ConfigError(f"{name}: not a model or preset; models: {', '.join(list_models())} "
+                      "(`freesound-tf models` lists every preset)")

@@ -7,7 +7,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 # Scores are probabilities; the floor keeps log(0) out of the geometric mean.
-_GEOMETRIC_FLOOR = 1e-7
+GEOMETRIC_FLOOR = 1e-7
 
 
 def mean_blend(scores: np.ndarray) -> np.ndarray:
@@ -23,7 +23,7 @@ def weighted_mean_blend(scores: np.ndarray, weights: Sequence[float]) -> np.ndar
 
 
 def geometric_mean_blend(scores: np.ndarray) -> np.ndarray:
-    return np.exp(np.mean(np.log(np.maximum(scores, _GEOMETRIC_FLOOR)), axis=0))
+    return np.exp(np.mean(np.log(np.maximum(scores, GEOMETRIC_FLOOR)), axis=0))
 
 
 def rank_mean_blend(scores: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -118,7 +119,10 @@ def write_run_info(run_dir: Path, extra: dict | None = None) -> None:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What a finished (or partly finished) run folder offers for prediction and stacking."""
+    """What a finished (or partly finished) run folder offers for prediction and stacking.
+
+    ``run.predict(waveforms, sample_rate)`` scores raw audio as the library scores cached clips.
+    """
 
     run_dir: Path
     recipe: Recipe
@@ -126,6 +130,26 @@ class RunInfo:
     layout_kind: str
     multilabel: bool
     fold_models: tuple[Path, ...]  # the models that score new clips, each fold's with equal weight
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in score column order."""
+        return list(self.classes.names)
+
+    @cached_property
+    def models(self) -> list:
+        """The fold models (``keras.Model``), loaded on first use and kept."""
+        import keras
+
+        return [keras.models.load_model(p, compile=False) for p in self.fold_models]
+
+    def predict(self, waveforms, sample_rate: int):
+        """(clips, classes) float32 scores of mono clips (a list of 1-D arrays of any lengths, or a 2-D
+        array) at ``sample_rate``: resampled to the recipe's rate, trimmed and augmented (TTA) like the
+        library's predictions, averaged over the fold models."""
+        from freesound_tf.tagging import predict_waveforms
+
+        return predict_waveforms(self, waveforms, sample_rate)
 
 
 def write_task(run_dir: Path, layout: DataLayout) -> None:

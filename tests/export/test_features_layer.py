@@ -49,3 +49,17 @@ def test_length_feature_static_and_dynamic() -> None:
     traced = tf.function(lambda w: length_feature_tf(w, 8000, 10.0),
                          input_signature=[tf.TensorSpec((None, None), tf.float32)])
     np.testing.assert_allclose(traced(y).numpy(), np.full((3, 1), expected), rtol=1e-7)
+
+
+def test_padded_batch_rows_use_their_own_lengths() -> None:
+    """Each row of a zero-padded batch gets the statistics of its own clip, short clips included."""
+    lengths = [3, 127, 300, 8001]
+    rows = [_clips(n, batch=1)[0] for n in lengths]
+    batch = np.full((len(rows), max(lengths)), 7.0, np.float32)  # padding that must not leak in
+    for k, row in enumerate(rows):
+        batch[k, :len(row)] = row
+    traced = tf.function(lambda w, n: global_features_tf(w, 128, lengths=n),
+                         input_signature=[tf.TensorSpec((None, None), tf.float32), tf.TensorSpec((None,), tf.int32)])
+    got = traced(batch, np.array(lengths, np.int32)).numpy()
+    for k, row in enumerate(rows):
+        np.testing.assert_allclose(got[k], global_features(row, 128), atol=1e-5, err_msg=f"length {lengths[k]}")
