@@ -48,6 +48,13 @@ class PipelineConfig:
     # each batch is cropped to a random length between them. Empty: every batch is crop_seconds long.
     random_length_percentiles: tuple[float, ...] = ()
     seed: int = 42
+    # Who builds training batches: "graph" (TensorFlow ops only: fast, TPU-ready), "python" (numpy, needed by
+    # per-clip Python augmentation such as audio effects) or "auto" (graph unless such augmentation is on).
+    loader: str = "auto"
+    effects_workers: int = 0  # threads running audio effects in the python loader; 0: one per core
+    # The graph loader holds a cache's int16 samples in memory up to this share of the machine's memory;
+    # a larger cache is streamed from TFRecord shards written next to it.
+    graph_memory_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         _check(self.crop_seconds > 0, "pipeline.crop_seconds", "must be > 0")
@@ -61,6 +68,9 @@ class PipelineConfig:
         p = self.random_length_percentiles
         _check(p == () or (len(p) == 2 and 0 <= p[0] <= p[1] <= 100), "pipeline.random_length_percentiles",
                "must be empty or [low, high] with 0 <= low <= high <= 100")
+        _check(self.loader in ("auto", "graph", "python"), "pipeline.loader", "must be 'auto', 'graph' or 'python'")
+        _check(self.effects_workers >= 0, "pipeline.effects_workers", "must be >= 0 (0: one per core)")
+        _check(0.0 <= self.graph_memory_fraction <= 1.0, "pipeline.graph_memory_fraction", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class TrainInput:
         self.mixup_prob = mixup_prob
         self.augment = augment or AugmentConfig()
         self.effects_prob = self.augment.p_effects
-        self.effects = EffectChain(self.augment, sample_rate)
+        self.effects = EffectChain(self.augment, sample_rate, workers=config.effects_workers)
         self.active = self.indices  # the clips epochs draw from; see set_active
 
     @property
