@@ -31,7 +31,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     recipe = _recipe(args.recipe)
     work = Path(args.work)
     data = prepare_data(args.input, recipe.audio, work, workers=args.workers, progress=not args.quiet,
-                        noisy_csv=args.noisy_csv)
+                        noisy_csv=args.noisy_csv, pipeline=recipe.pipeline, augment=recipe.augment)
     write_folds(data, recipe.folds, work / "folds.csv")
     summary = write_summary(data, work / "prepare.json")
     print(f"{summary['layout']} data in {summary['input']}: {summary['classes']} classes")
@@ -56,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.folds:
         recipe = replace(recipe, train=replace(recipe.train, folds_to_run=_fold_list(args.folds)))
     data = prepare_data(args.input, recipe.audio, Path(args.work), workers=args.workers, progress=not args.quiet,
-                        noisy_csv=args.noisy_csv)
+                        noisy_csv=args.noisy_csv, pipeline=recipe.pipeline, augment=recipe.augment)
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.runs) / recipe.name
     train_member(recipe, data, run_dir, verbose=0 if args.quiet else 1, distribution=distribution)
 

@@ -172,7 +172,7 @@ class RecordSource:
     """Clips streamed from the cache's TFRecord shards (written on first use when missing)."""
 
     def __init__(self, cache: WaveformCache) -> None:
-        self.shards = tfrecords.find_records(cache.path) or tfrecords.write_records(cache.path)
+        self.shards = tfrecords.write_records(cache.path)  # written by `prepare`, else now
         self.steps = self.shards.steps
 
     def stream(self, member: tf.Variable, seed: int) -> tf.data.Dataset:
@@ -356,6 +356,17 @@ def python_only(config: PipelineConfig, augment: AugmentConfig) -> str:
     if getattr(config, "crop_mode", "window") != "window":
         return f"pipeline.crop_mode = {config.crop_mode!r}"
     return ""
+
+
+def write_stream_records(cache_path: Path, config: PipelineConfig, augment: AugmentConfig) -> bool:
+    """Write the TFRecord shards of a cache the in-graph loader will stream (too big for memory); True if it will."""
+    if config.loader == "python" or (config.loader == "auto" and python_only(config, augment)):
+        return False
+    with WaveformCache(cache_path) as cache:
+        if fits_in_memory(cache, config):
+            return False
+    tfrecords.write_records(cache_path)
+    return True
 
 
 def make_train_input(

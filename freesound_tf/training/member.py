@@ -20,6 +20,7 @@ from freesound_tf.calibration import apply_temperature, calibrate
 from freesound_tf.config import Recipe
 from freesound_tf.data.cache import WaveformCache
 from freesound_tf.data.folds import load_folds, make_folds, save_folds
+from freesound_tf.data.graph_pipeline import make_train_input
 from freesound_tf.data.pipeline import TrainInput, eval_dataset
 from freesound_tf.data.prepare import PreparedData
 from freesound_tf.inference import model_inputs, predict_clips
@@ -98,8 +99,8 @@ class MemberTrainer:
         return predict_clips(model, cache, indices, self.recipe)
 
     def train_input(self, cache: WaveformCache, labels: np.ndarray, indices: np.ndarray) -> TrainInput:
-        return TrainInput(cache, labels, self.recipe.pipeline, self.recipe.audio.sample_rate, indices,
-                          inputs=self.inputs, augment=self.recipe.augment)
+        return make_train_input(cache, labels, self.recipe.pipeline, self.recipe.audio.sample_rate, indices,
+                                inputs=self.inputs, augment=self.recipe.augment)
 
     # -- the two stages ----------------------------------------------------------------------
     def pretrain(self, curated: WaveformCache, curated_labels: np.ndarray) -> Path | None:
