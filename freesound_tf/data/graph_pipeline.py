@@ -114,6 +114,16 @@ def _window(pcm: tf.Tensor, before: tf.Tensor, length: tf.Tensor, scale: tf.Tens
     return tf.pad(x, [[before, after]])
 
 
+def crop_window(length: tf.Tensor, crop: tf.Tensor, position: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(start, size, before) of the crop of a clip of ``length`` samples: ``size`` samples from ``start``,
+    after ``before`` zeros. ``position`` uniform in [0, 1) makes the offset uniform over the
+    ``|length - crop| + 1`` places, as ``pipeline.crop_clip`` draws it."""
+    span = tf.abs(length - crop)
+    offset = tf.minimum(tf.cast(position * tf.cast(span + 1, tf.float64), tf.int64), span)
+    long = length >= crop
+    return tf.where(long, offset, 0), tf.minimum(length, crop), tf.where(long, tf.zeros_like(offset), offset)
+
+
 def total_memory() -> int:
     """Bytes of memory this process may use: physical memory, or the cgroup limit when lower."""
     total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -164,9 +174,6 @@ class MemorySource:
         begin = tf.gather(self.offsets, row) + start
         return self.samples[begin:begin + size]
 
-    def batch_features(self, keys: tf.Tensor) -> tf.Tensor:
-        return tf.gather(self.features, keys)
-
 
 class RecordSource:
     """Clips streamed from the cache's TFRecord shards (written on first use when missing)."""
@@ -186,11 +193,11 @@ class RecordSource:
         pairs = records.map(lambda r: (tfrecords.parse_rows(r), r))
         return pairs.filter(lambda row, _: tf.gather(member, row)).repeat()
 
-    def read(self, record: tf.Tensor, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
-        return tfrecords.parse_pcm(record)[start:start + size]
-
-    def batch_features(self, keys: tf.Tensor) -> tf.Tensor:
-        return tfrecords.parse_features(keys, self.steps)
+    def crop(self, record: tf.Tensor, crop: tf.Tensor, position: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """A record's crop (int16, zero-padded to ``crop`` samples) at ``position`` and its global features."""
+        pcm, features = tfrecords.parse_clip(record, self.steps)
+        start, size, before = crop_window(tf.size(pcm, tf.int64), crop, position)
+        return tf.pad(pcm[start:start + size], [[before, crop - size - before]]), features
 
 
 def _aligned_empty(n: int, dtype: type) -> np.ndarray:
@@ -271,59 +278,92 @@ class GraphTrainInput(TrainInput):
             raise ValueError(f"TrainInput: {len(self.indices)} clips make no full batch of {cfg.batch_size} "
                              f"for each of {replicas} replicas; lower pipeline.batch_size or add clips")
         batch = cfg.batch_size if self.drop_remainder else len(self.indices)
-        batches = self._keys(batch, n_batches).shard(shards, shard)
         seeds = tf.data.Dataset.random(seed=cfg.seed + shard, rerandomize_each_iteration=True)
-        examples = tf.data.Dataset.zip(batches, seeds).map(self._plan).unbatch()
-        ds = examples.map(self._example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch, drop_remainder=True)
+        if isinstance(self.source, RecordSource):
+            plans = tf.data.Dataset.zip(self._record_crops(batch, n_batches, shards, shard), seeds).map(
+                self._record_plan)
+        else:
+            plans = tf.data.Dataset.zip(self._rows(batch, n_batches).shard(shards, shard), seeds).map(self._plan)
+        examples = plans.unbatch().map(self._example, num_parallel_calls=tf.data.AUTOTUNE)
+        # unbatch hides the epoch's length from Keras (progress bar, steps per epoch); it is known.
+        ds = examples.batch(batch, drop_remainder=True).apply(
+            tf.data.experimental.assert_cardinality(len(range(shard, n_batches, shards))))
         options = tf.data.Options()
         # tf.data's graph rewrites serialize the dataset, which copies the captured samples tensor.
         options.experimental_optimization.apply_default_optimizations = False
         return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
-    def _keys(self, batch: int, n_batches: int) -> tf.data.Dataset:
-        """Batches of (cache rows, source keys): the rows themselves for memory, serialized records otherwise."""
-        seed = self.config.seed
-        if isinstance(self.source, RecordSource):
-            return self.source.stream(self._member, seed).batch(batch, drop_remainder=True).take(n_batches)
-        n_slots = len(self.indices)
+    def _rows(self, batch: int, n_batches: int) -> tf.data.Dataset:
+        """Batches of cache rows: the epoch's shuffled slots (or slots drawn with replacement) -> active rows."""
+        seed, n_slots = self.config.seed, len(self.indices)
         if self.steps_per_epoch:
             order = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).map(
                 lambda v: tf.math.floormod(v, n_slots))
         else:
             order = tf.data.Dataset.from_tensor_slices(np.arange(n_slots)).shuffle(
                 n_slots, seed=seed, reshuffle_each_iteration=True)
-        slots = order.batch(batch, drop_remainder=True).take(n_batches)
 
-        def rows(slots: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def rows(slots: tf.Tensor) -> tf.Tensor:
             active = self._active.read_value()
-            picked = tf.gather(active, tf.math.floormod(slots, tf.size(active, tf.int64)))
-            return picked, picked
+            return tf.gather(active, tf.math.floormod(slots, tf.size(active, tf.int64)))
 
-        return slots.map(rows)
+        return order.batch(batch, drop_remainder=True).take(n_batches).map(rows)
 
-    def _plan(self, batch: tuple[tf.Tensor, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Everything random about one batch, and its labels and side inputs (see the module doc)."""
-        rows, keys = batch
-        n = tf.size(rows)
-        lengths = tf.gather(self._lengths, rows)
+    def _record_crops(self, batch: int, n_batches: int, shards: int, shard: int) -> tf.data.Dataset:
+        """Batches of (rows, int16 crops, global features) cut from the record stream, this worker's batches only.
+
+        Each record is cropped as it arrives (only crops are batched); its offset comes from a per-record
+        seed, the crop length from a per-batch draw shared by the batch's records."""
+        seed = self.config.seed
+        stream = self.source.stream(self._member, seed).take(n_batches * batch)
+        if shards > 1:  # every worker reads the same stream and keeps its batches
+            stream = stream.enumerate().filter(lambda j, _: (j // batch) % shards == shard).map(lambda _, pair: pair)
+        positions = tf.data.Dataset.random(seed=seed + shard + 104729, rerandomize_each_iteration=True).map(
+            lambda s: tf.random.stateless_uniform((), _seed(s, 1), dtype=tf.float64))
+        lengths = tf.data.Dataset.random(seed=seed + shard + 7919, rerandomize_each_iteration=True).flat_map(
+            lambda s: tf.data.Dataset.from_tensors(self._crop_length(s)).repeat(batch))
+
+        def crop(pair: tuple[tf.Tensor, tf.Tensor], position: tf.Tensor, length: tf.Tensor):
+            row, record = pair
+            return (row, *self.source.crop(record, length, position))
+
+        crops = tf.data.Dataset.zip(stream, positions, lengths).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+        return crops.batch(batch, drop_remainder=True)
+
+    def _crop_length(self, seed: tf.Tensor) -> tf.Tensor:
+        """The batch's crop length: ``crop_seconds``, or uniform in ``length_range`` (seed 002)."""
         if self.length_range is None:
-            crop = tf.constant(self.crop_len, tf.int64)
-        else:
-            low, high = self.length_range
-            crop = tf.random.stateless_uniform((), _seed(seed, 0), low, high + 1, dtype=tf.int64)
-        span = tf.abs(lengths - crop)
+            return tf.constant(self.crop_len, tf.int64)
+        low, high = self.length_range
+        return tf.random.stateless_uniform((), _seed(seed, 0), low, high + 1, dtype=tf.int64)
+
+    def _plan(self, rows: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Everything random about one batch of the memory source, its labels and side inputs (module doc)."""
+        n = tf.size(rows)
+        crop = self._crop_length(seed)
         position = tf.random.stateless_uniform((n,), _seed(seed, 1), dtype=tf.float64)
-        offset = tf.minimum(tf.cast(position * tf.cast(span + 1, tf.float64), tf.int64), span)
-        long = lengths >= crop
-        partner, weight = draw_mixup(n, seed, self._mixup.read_value(), self.spec)
-        plan = {"key": keys, "start": tf.where(long, offset, 0), "size": tf.minimum(lengths, crop),
-                "before": tf.where(long, tf.zeros_like(offset), offset), "weight": weight,
-                "crop": tf.fill((n,), crop)}
+        start, size, before = crop_window(tf.gather(self._lengths, rows), crop, position)
+        plan = {"key": rows, "start": start, "size": size, "before": before, "crop": tf.fill((n,), crop)}
+        return self._mix_plan(plan, rows, tf.gather(self.source.features, rows), seed)
+
+    def _record_plan(self, batch: tuple[tf.Tensor, tf.Tensor, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The same for a batch of records, whose crops are cut already (the key is the crop itself)."""
+        rows, crops, features = batch
+        n, crop = tf.size(rows), tf.shape(crops, tf.int64)[1]
+        zeros = tf.zeros((n,), tf.int64)
+        plan = {"key": crops, "start": zeros, "size": tf.fill((n,), crop), "before": zeros, "crop": tf.fill((n,), crop)}
+        return self._mix_plan(plan, rows, features, seed)
+
+    def _mix_plan(self, plan: dict[str, tf.Tensor], rows: tf.Tensor, features: tf.Tensor,
+                  seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Adds the mixup partners and weights, the mixed labels and the side inputs to a batch's plan."""
+        partner, weight = draw_mixup(tf.size(rows), seed, self._mixup.read_value(), self.spec)
+        plan = {**plan, "weight": weight}
         for name in ("key", "start", "size", "before"):
             plan["partner_" + name] = tf.gather(plan[name], partner)
         side = {}
         if "global_features" in self.inputs:
-            side["global_features"] = self.source.batch_features(keys)
+            side["global_features"] = features
         if "length" in self.inputs:
             side["length"] = tf.gather(self._length_feature, rows)
         if self.spec.side_inputs == "blend":
@@ -333,10 +373,10 @@ class GraphTrainInput(TrainInput):
 
     def _example(self, plan: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         weight, crop = plan["weight"], plan["crop"]
-        wave = _window(self.source.read(plan["key"], plan["start"], plan["size"]), plan["before"], crop, weight)
+        wave = _window(self._read(plan["key"], plan["start"], plan["size"]), plan["before"], crop, weight)
 
         def with_partner() -> tf.Tensor:
-            pcm = self.source.read(plan["partner_key"], plan["partner_start"], plan["partner_size"])
+            pcm = self._read(plan["partner_key"], plan["partner_start"], plan["partner_size"])
             return wave + _window(pcm, plan["partner_before"], crop, 1.0 - weight)
 
         wave = tf.cond(weight < 1.0, with_partner, lambda: wave)
@@ -344,6 +384,11 @@ class GraphTrainInput(TrainInput):
             wave = tf.ensure_shape(wave, (self.crop_len,))  # static shapes for XLA and TPUs
         features = {name: wave if name == "waveform" else plan[name] for name in self.inputs}
         return features, plan["labels"]
+
+
+    def _read(self, key: tf.Tensor, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+        """int16 samples: a row's slice of the memory source, or a record's crop (cut already) as it is."""
+        return self.source.read(key, start, size) if isinstance(self.source, MemorySource) else key
 
 
 def python_only(config: PipelineConfig, augment: AugmentConfig) -> str:

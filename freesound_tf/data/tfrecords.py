@@ -131,13 +131,10 @@ def parse_rows(records: tf.Tensor) -> tf.Tensor:
     return tf.io.parse_example(records, {"row": tf.io.FixedLenFeature([], tf.int64)})["row"]
 
 
-def parse_pcm(record: tf.Tensor) -> tf.Tensor:
-    """int16 samples of one serialized record."""
-    pcm = tf.io.parse_single_example(record, {"pcm": tf.io.FixedLenFeature([], tf.string)})["pcm"]
-    return tf.io.decode_raw(pcm, tf.int16, little_endian=True)
-
-
-def parse_features(records: tf.Tensor, steps: int) -> tf.Tensor:
-    """(batch, steps, 12) float32 global features of a batch of serialized records."""
-    raw = tf.io.parse_example(records, {"features": tf.io.FixedLenFeature([], tf.string)})["features"]
-    return tf.reshape(tf.io.decode_raw(raw, tf.float32, little_endian=True), (-1, steps, len(GLOBAL_FEATURE_NAMES)))
+def parse_clip(record: tf.Tensor, steps: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """int16 samples and (steps, 12) float32 global features of one serialized record."""
+    spec = {name: tf.io.FixedLenFeature([], tf.string) for name in ("pcm", "features")}
+    parsed = tf.io.parse_single_example(record, spec)
+    features = tf.io.decode_raw(parsed["features"], tf.float32, little_endian=True)
+    return (tf.io.decode_raw(parsed["pcm"], tf.int16, little_endian=True),
+            tf.reshape(features, (steps, len(GLOBAL_FEATURE_NAMES))))
