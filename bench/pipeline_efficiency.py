@@ -148,10 +148,11 @@ def fits(args: argparse.Namespace, work: Path) -> tuple[dict, dict]:
     inputs = ("waveform", "length") if args.no_global_features else ("waveform", "global_features", "length")
     graph = {source: GraphTrainInput(cache, labels, config, args.sample_rate, inputs=inputs, mixup_prob=args.mixup,
                                      source=source).dataset().repeat() for source in ("memory", "records")}
-    # The same kind of batches, materialised once: the in-memory reference. Re-batched from clips so the
-    # batch dimension is unknown, as in the pipeline: all sources share one traced step.
+    # The same kind of batches, materialised once: the in-memory reference, with the same static shapes as
+    # the graph pipeline's batches, so that all sources share one traced train step.
     examples = tf.nest.map_structure(lambda *t: tf.concat(t, 0), *graph["memory"].take(args.steps))
-    in_memory = tf.data.Dataset.from_tensor_slices(examples).batch(args.batch).repeat().prefetch(tf.data.AUTOTUNE)
+    in_memory = tf.data.Dataset.from_tensor_slices(examples).batch(args.batch, drop_remainder=True).repeat()
+    in_memory = in_memory.prefetch(tf.data.AUTOTUNE)
     sources = {"fit, graph": graph["memory"], "fit, records": graph["records"], "fit, in memory": in_memory}
     model = make_model(args, args.classes)
     times = {}
