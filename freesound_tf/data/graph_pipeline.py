@@ -36,7 +36,7 @@ from freesound_tf.data import tfrecords
 from freesound_tf.data.cache import PCM_SCALE, WaveformCache
 from freesound_tf.data.pipeline import ALL_INPUTS, TrainInput
 
-SHUFFLE_BYTES = 256 << 20  # records held by a RecordSource's shuffle buffer, in bytes
+SHUFFLE_BYTES = 64 << 20  # records held by a RecordSource's shuffle buffer (on top of shuffled shards), in bytes
 PY_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 assert PCM_SCALE == np.iinfo(np.int16).max, "_scaled's dequantization divides by the largest int16"
 log = logging.getLogger(__name__)
