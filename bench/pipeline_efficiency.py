@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         fit_rows, ratios = ({}, {}) if args.skip_fit else fits(args, Path(tmp))
     load_after = os.getloadavg()
 
-    print(f"{os.cpu_count()} CPUs, TF {tf.__version__}; load average (1 min) {load_before[0]:.2f} -> {load_after[0]:.2f}")
+    print(f"{os.cpu_count()} CPUs, TF {tf.__version__}; "
+          f"load average (1 min) {load_before[0]:.2f} -> {load_after[0]:.2f}")
     batch = args.loader_batch
     print(f"\nPart 1, loaders alone: batches of {batch} x {args.loader_seconds:g} s crops at {args.loader_rate} Hz, "
           f"mixup {args.mixup}, global features + length ({args.loader_batches} batches x {args.loader_rounds} rounds)")
@@ -227,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(goal >= {CLIPS_GOAL}: {'OK' if row['clips_per_s'] >= CLIPS_GOAL else 'MISSED'})")
 
     if fit_rows:
-        print(f"\nPart 2, fit: cnn9 {args.variant} stem {args.stem_width} blocks {args.block_widths}, {args.batch} x "
-              f"{args.seconds:g} s @ {args.sample_rate} Hz, mixup {args.mixup}, {args.steps} steps x {args.rounds} rounds")
+        print(f"\nPart 2, fit: cnn9 {args.variant} stem {args.stem_width} blocks {args.block_widths}, "
+              f"{args.batch} x {args.seconds:g} s @ {args.sample_rate} Hz, mixup {args.mixup}, "
+              f"{args.steps} steps x {args.rounds} rounds")
         print(f"{'':16s}{'step ms':>9s}{'clips/s':>9s}{'run s':>8s}{'clips/s':>9s}{'CPU s':>8s}")
         for label, row in fit_rows.items():
             print(f"{label:16s}{row['step_ms']:9.1f}{row['step_clips_per_s']:9.1f}{row['seconds']:8.2f}"

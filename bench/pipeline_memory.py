@@ -86,7 +86,8 @@ def main() -> None:
     results = []
     for n in (args.small, args.large):
         cache = synthetic_cache(work, f"mem{n}", n, (args.seconds, args.seconds), SR, seed=n, workers=None)
-        child = [sys.executable, __file__, "--stream", str(cache), "--batches", str(args.batches), "--loader", args.loader]
+        child = [sys.executable, __file__, "--stream", str(cache), "--batches", str(args.batches),
+                 "--loader", args.loader]
         out = subprocess.run(child + (["--pipeline-only"] if args.pipeline_only else []),
                              check=True, capture_output=True, text=True).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))

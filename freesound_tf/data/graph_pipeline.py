@@ -15,12 +15,12 @@ speed and can be traced for TPUs. Every batch follows the same steps as the nump
 The int16 samples come from a :class:`MemorySource` (the whole cache as one flat tensor) when they fit
 ``pipeline.graph_memory_fraction`` of the machine's memory, otherwise from a :class:`RecordSource`
 (sharded TFRecords, see :mod:`freesound_tf.data.tfrecords`) whose epochs read a shuffled stream of
-records: shard order shuffled, shards interleaved, a shuffle buffer of records. With records, every
-worker reads the whole stream and keeps its own batches.
+records (shard order shuffled, shards interleaved, a shuffle buffer of records) and crop each record
+as it arrives, with its own seed; step 2 then plans only the mixup. With records, every worker reads
+the whole stream and keeps its own batches.
 """
 from __future__ import annotations
 
-import logging
 import os
 import weakref
 from collections.abc import Sequence
@@ -39,7 +39,6 @@ from freesound_tf.data.pipeline import ALL_INPUTS, TrainInput
 SHUFFLE_BYTES = 64 << 20  # records held by a RecordSource's shuffle buffer (on top of shuffled shards), in bytes
 PY_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 assert PCM_SCALE == np.iinfo(np.int16).max, "_scaled's dequantization divides by the largest int16"
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -371,6 +370,10 @@ class GraphTrainInput(TrainInput):
         plan["labels"] = mix_labels(tf.gather(self._labels, rows), partner, weight, self.spec.label_rule)
         return {**plan, **side}
 
+    def _read(self, key: tf.Tensor, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+        """int16 samples: a row's slice of the memory source, or a record's crop (cut already) as it is."""
+        return self.source.read(key, start, size) if isinstance(self.source, MemorySource) else key
+
     def _example(self, plan: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         weight, crop = plan["weight"], plan["crop"]
         wave = _window(self._read(plan["key"], plan["start"], plan["size"]), plan["before"], crop, weight)
@@ -385,10 +388,6 @@ class GraphTrainInput(TrainInput):
         features = {name: wave if name == "waveform" else plan[name] for name in self.inputs}
         return features, plan["labels"]
 
-
-    def _read(self, key: tf.Tensor, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
-        """int16 samples: a row's slice of the memory source, or a record's crop (cut already) as it is."""
-        return self.source.read(key, start, size) if isinstance(self.source, MemorySource) else key
 
 
 def python_only(config: PipelineConfig, augment: AugmentConfig) -> str:
@@ -435,7 +434,8 @@ def make_train_input(
 
 
 def python_ops(dataset: tf.data.Dataset) -> set[str]:
-    """Ops of the dataset's graph (functions included) that call back into Python: empty for a TPU-ready one."""
+    """Ops of the dataset's graph (functions included) that call back into Python: empty for a TPU-ready one.
+    Serializing the graph copies the tensors it captures (a memory source's samples): for small caches."""
     graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())  # noqa: SLF001
     nodes = list(graph.node) + [n for fn in graph.library.function for n in fn.node_def]
     return {n.op for n in nodes} & PY_OPS
