@@ -317,6 +317,7 @@ class GraphTrainInput(TrainInput):
         stream = self.source.stream(self._member, seed).take(n_batches * batch)
         if shards > 1:  # every worker reads the same stream and keeps its batches
             stream = stream.enumerate().filter(lambda j, _: (j // batch) % shards == shard).map(lambda _, pair: pair)
+        # Streams of their own (other seeds than the batches' mixup seeds), one per worker.
         positions = tf.data.Dataset.random(seed=seed + shard + 104729, rerandomize_each_iteration=True).map(
             lambda s: tf.random.stateless_uniform((), _seed(s, 1), dtype=tf.float64))
         lengths = tf.data.Dataset.random(seed=seed + shard + 7919, rerandomize_each_iteration=True).flat_map(
