@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--sr", type=int, default=44100, help="target (and synthetic file) sample rate")
     parser.add_argument("--workers", type=int, default=None, help="default: all usable cores")
-    parser.add_argument("--shared", action="store_true", help=f"use FLACs from {SHARED_SUBSET}")
+    parser.add_argument("--shared", action="store_true", help="use the UrbanSound8K subset's FLACs (see --data)")
+    parser.add_argument("--data", type=Path, default=SHARED_SUBSET, help="the subset's folder with --shared")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -99,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.shared:
-            if not SHARED_SUBSET.is_dir():
-                parser.error(f"{SHARED_SUBSET} not found; run without --shared")
-            files = sorted(SHARED_SUBSET.glob("audio/**/*.flac"))[: args.n_clips]
+            if not args.data.is_dir():
+                parser.error(f"{args.data} not found; pass --data or run without --shared")
+            files = sorted(args.data.glob("audio/**/*.flac"))[: args.n_clips]
             source = f"{len(files)} UrbanSound8K FLACs (16 kHz mono, 4 s) -> {args.sr} Hz"
         else:
             files = synthesize(tmp, args.n_clips, args.seconds, args.sr)

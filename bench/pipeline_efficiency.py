@@ -1,20 +1,23 @@
-"""Benchmark: training throughput from the HDF5 cache pipeline vs from in-memory batches.
+"""Benchmark: the training input pipelines alone, and training throughput from them vs from in-memory batches.
 
-One run, one model (a cnn9 sized by the options), three measurements:
-  pipeline alone   batches/s of ``TrainInput.dataset()`` (random crops, global features, length,
-                   mixup, prefetch) with no model: the headroom the pipeline has
-  fit, pipeline    ``model.fit`` on that dataset for ``--steps`` steps
-  fit, in memory   ``model.fit`` for the same number of steps on batches taken from the same
-                   pipeline beforehand and held as tensors (``from_tensor_slices(...).repeat()``)
-Each round runs both fits back to back (in alternating order), so a burst of load from other jobs
-mostly hits both fits of a round. The goal is on the median over rounds of the round's ratio of
-clips/s, fit from the pipeline / fit from memory (each from the start of ``fit`` to its last step,
-so including the iterator start and prefetch fill): >= 0.90. Also printed: the ratio of the median
-step times (steady state), and the ratio of CPU seconds of the process (all threads), which on a
-machine the model already saturates is the least load-sensitive view of the pipeline's cost; and
-the load average, since the machine may be shared.
+Part 1, loaders (default 5 s crops at 44.1 kHz, batch 32, mixup p = 0.5, global features and length),
+no model: CPU milliseconds of this process (all threads) per batch and batches/s for
+  python           ``TrainInput``: numpy crops from the HDF5 cache and numpy mixup in ``tf.numpy_function``
+  graph, memory    ``GraphTrainInput`` with the cache's int16 samples in memory (TensorFlow ops only)
+  graph, records   ``GraphTrainInput`` streaming the cache's TFRecord shards
+Each loader runs alone (the others' prefetch buffers are full, so they idle), in alternating rounds.
+Goals: graph ≤ 1/5 of python's CPU per batch, and ≥ 3,000 clips/s of batches on 2 cores.
 
-Usage: python bench/pipeline_efficiency.py [--steps 15] [--rounds 12] [--batch 16] [--seconds 2] [--json OUT]
+Part 2, fit (a small cnn9, default 2 s crops at 16 kHz, batch 16): ``model.fit`` for ``--steps`` steps
+  fit, graph       from ``GraphTrainInput`` (memory source)
+  fit, records     from ``GraphTrainInput`` (records source)
+  fit, in memory   batches taken from the graph pipeline beforehand and held as tensors
+in rotating order each round, so a burst of load from other jobs mostly hits all of a round. The goal
+is on the median over rounds of the round's ratio of clips/s (from the start of ``fit`` to its last
+step): fit from the graph pipeline / fit from memory ≥ 0.95. Also printed: the ratio of median step
+times and of CPU seconds, and the load average, since the machine may be shared.
+
+Usage: python bench/pipeline_efficiency.py [--loader-batches 60] [--steps 15] [--rounds 8] [--json OUT]
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import numpy as np  # noqa: E402
 from synthetic import synthetic_cache  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-GOAL = 0.90
+FIT_GOAL, CPU_GOAL, CLIPS_GOAL = 0.95, 5.0, 3000
 
 
 def make_model(args: argparse.Namespace, n_classes: int):
@@ -88,10 +91,9 @@ def fit(model, dataset, steps: int, clock: StepClock | None = None) -> None:
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=callbacks)
 
 
-def iterate(dataset, steps: int, clock: StepClock) -> None:
+def pull(iterator, batches: int, clock: StepClock) -> None:
     clock.begin()
-    iterator = iter(dataset)
-    for _ in range(steps):
+    for _ in range(batches):
         next(iterator)
         clock.tick()
     clock.end()
@@ -101,96 +103,150 @@ def summarize(rounds: list[dict], steps: int, batch: int) -> dict:
     """Medians over rounds (whole runs) and over every step of every round (steady state)."""
     wall = statistics.median(r["wall"] for r in rounds)
     step = statistics.median(s for r in rounds for s in r["steps"])
-    return {"seconds": wall, "cpu_seconds": statistics.median(r["cpu"] for r in rounds),
+    cpu = statistics.median(r["cpu"] for r in rounds)
+    return {"seconds": wall, "cpu_seconds": cpu, "cpu_ms_per_batch": 1000 * cpu / steps,
             "clips_per_s": steps * batch / wall, "batches_per_s": steps / wall, "step_ms": 1000 * step,
             "step_clips_per_s": batch / step, "rounds": [{k: r[k] for k in ("wall", "cpu")} for r in rounds]}
 
 
+def loaders(args: argparse.Namespace, work: Path) -> dict:
+    """Part 1: each loader alone, in alternating rounds."""
+    from freesound_tf.config import PipelineConfig
+    from freesound_tf.data.cache import WaveformCache
+    from freesound_tf.data.graph_pipeline import GraphTrainInput
+    from freesound_tf.data.pipeline import TrainInput
+
+    rate, seconds, batch = args.loader_rate, args.loader_seconds, args.loader_batch
+    cache = WaveformCache(synthetic_cache(work, "loaders", args.loader_clips, (seconds, 2.5 * seconds), rate))
+    labels = np.eye(args.classes, dtype=np.float32)[np.arange(len(cache)) % args.classes]
+    config = PipelineConfig(crop_seconds=seconds, batch_size=batch)
+    inputs = {"python": TrainInput(cache, labels, config, rate, mixup_prob=args.mixup),
+              "graph, memory": GraphTrainInput(cache, labels, config, rate, mixup_prob=args.mixup, source="memory"),
+              "graph, records": GraphTrainInput(cache, labels, config, rate, mixup_prob=args.mixup, source="records")}
+    iterators = {label: iter(train.dataset().repeat()) for label, train in inputs.items()}
+    for iterator in iterators.values():
+        pull(iterator, 5, StepClock())  # traces, fills caches and prefetch buffers
+    times = {label: [] for label in iterators}
+    for k in range(args.loader_rounds):
+        for label in sorted(iterators, reverse=k % 2 == 1):
+            times[label].append(timed(lambda c: pull(iterators[label], args.loader_batches, c)))
+    return {label: summarize(rounds, args.loader_batches, batch) for label, rounds in times.items()}
+
+
+def fits(args: argparse.Namespace, work: Path) -> tuple[dict, dict]:
+    """Part 2: fit from the graph pipeline (both sources) vs from in-memory tensors."""
+    import tensorflow as tf
+
+    from freesound_tf.config import PipelineConfig
+    from freesound_tf.data.cache import WaveformCache
+    from freesound_tf.data.graph_pipeline import GraphTrainInput
+
+    cache = WaveformCache(synthetic_cache(  # clips 1x-2.5x the crop: crops at random offsets
+        work, "fit", args.clips, (args.seconds, 2.5 * args.seconds), args.sample_rate))
+    labels = np.eye(args.classes, dtype=np.float32)[np.arange(len(cache)) % args.classes]
+    config = PipelineConfig(crop_seconds=args.seconds, batch_size=args.batch)
+    inputs = ("waveform", "length") if args.no_global_features else ("waveform", "global_features", "length")
+    graph = {source: GraphTrainInput(cache, labels, config, args.sample_rate, inputs=inputs, mixup_prob=args.mixup,
+                                     source=source).dataset().repeat() for source in ("memory", "records")}
+    # The same kind of batches, materialised once: the in-memory reference, with the same static shapes as
+    # the graph pipeline's batches, so that all sources share one traced train step.
+    examples = tf.nest.map_structure(lambda *t: tf.concat(t, 0), *graph["memory"].take(args.steps))
+    in_memory = tf.data.Dataset.from_tensor_slices(examples).batch(args.batch, drop_remainder=True).repeat()
+    in_memory = in_memory.prefetch(tf.data.AUTOTUNE)
+    sources = {"fit, graph": graph["memory"], "fit, records": graph["records"], "fit, in memory": in_memory}
+    model = make_model(args, args.classes)
+    times = {}
+    for label, dataset in sources.items():
+        fit(model, dataset, 2)  # warm-up: traces the train step, fills caches
+        times[label] = []
+    order = list(sources)
+    for k in range(args.rounds):
+        for label in order[k % 3:] + order[:k % 3]:  # rotating: no source always goes first
+            times[label].append(timed(lambda c: fit(model, sources[label], args.steps, c)))
+    rows = {label: summarize(rounds, args.steps, args.batch) for label, rounds in times.items()}
+    ratios = {}
+    for label in ("fit, graph", "fit, records"):
+        paired = [m["wall"] / p["wall"] for p, m in zip(times[label], times["fit, in memory"])]
+        ratios[label] = {"paired": statistics.median(paired), "quartiles": list(np.percentile(paired, [25, 75])),
+                         "step": rows[label]["step_clips_per_s"] / rows["fit, in memory"]["step_clips_per_s"],
+                         "cpu": rows["fit, in memory"]["cpu_seconds"] / rows[label]["cpu_seconds"]}
+    return rows, ratios
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=256, help="clips in the synthetic cache")
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--sample-rate", type=int, default=16000)
-    parser.add_argument("--seconds", type=float, default=2.0, help="crop length")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=15, help="train steps per timed fit")
-    parser.add_argument("--rounds", type=int, default=12, help="rounds of the two fits, back to back")
     parser.add_argument("--mixup", type=float, default=0.5, help="mixup probability")
-    parser.add_argument("--variant", default="se")
-    parser.add_argument("--stem-width", type=int, default=16)
-    parser.add_argument("--block-widths", type=int, nargs="+", default=[16, 32, 48, 64])
-    parser.add_argument("--gru-units", type=int, default=16)
-    parser.add_argument("--n-fft", type=int, default=512)
-    parser.add_argument("--n-mels", type=int, default=64)
-    parser.add_argument("--no-global-features", action="store_true",
-                        help="model and pipeline without the global-feature input (its GRU is slow to trace)")
+    part1 = parser.add_argument_group("part 1, loaders")
+    part1.add_argument("--loader-clips", type=int, default=128, help="clips in the loaders' synthetic cache")
+    part1.add_argument("--loader-rate", type=int, default=44100)
+    part1.add_argument("--loader-seconds", type=float, default=5.0, help="crop length")
+    part1.add_argument("--loader-batch", type=int, default=32)
+    part1.add_argument("--loader-batches", type=int, default=60, help="batches per timed run")
+    part1.add_argument("--loader-rounds", type=int, default=3)
+    part2 = parser.add_argument_group("part 2, fit")
+    part2.add_argument("--clips", type=int, default=256, help="clips in the fit's synthetic cache")
+    part2.add_argument("--sample-rate", type=int, default=16000)
+    part2.add_argument("--seconds", type=float, default=2.0, help="crop length")
+    part2.add_argument("--batch", type=int, default=16)
+    part2.add_argument("--steps", type=int, default=15, help="train steps per timed fit")
+    part2.add_argument("--rounds", type=int, default=8, help="rounds of the three fits")
+    part2.add_argument("--variant", default="se")
+    part2.add_argument("--stem-width", type=int, default=16)
+    part2.add_argument("--block-widths", type=int, nargs="+", default=[16, 32, 48, 64])
+    part2.add_argument("--gru-units", type=int, default=16)
+    part2.add_argument("--n-fft", type=int, default=512)
+    part2.add_argument("--n-mels", type=int, default=64)
+    part2.add_argument("--no-global-features", action="store_true",
+                       help="model and pipeline without the global-feature input (its GRU is slow to trace)")
+    parser.add_argument("--skip-fit", action="store_true", help="part 1 only")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline_efficiency.json")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
 
-    from freesound_tf.config import PipelineConfig
-    from freesound_tf.data.cache import WaveformCache
-    from freesound_tf.data.pipeline import TrainInput
-
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        cache = WaveformCache(synthetic_cache(  # clips 1x-2.5x the crop: crops at random offsets
-            Path(tmp), "bench", args.clips, (args.seconds, 2.5 * args.seconds), args.sample_rate))
-        labels = np.eye(args.classes, dtype=np.float32)[np.arange(len(cache)) % args.classes]
-        config = PipelineConfig(crop_seconds=args.seconds, batch_size=args.batch)
-        inputs = ("waveform", "length") if args.no_global_features else ("waveform", "global_features", "length")
-        train = TrainInput(cache, labels, config, args.sample_rate, inputs=inputs, mixup_prob=args.mixup)
-        pipeline = train.dataset().repeat()
-
-        # Pipeline alone, timed like a fit: a fresh iterator (empty prefetch buffer) each round.
-        iterate(pipeline, 2, StepClock())
-        times = {"pipeline alone": [timed(lambda c: iterate(pipeline, args.steps, c)) for _ in range(args.rounds)]}
-
-        # The same kind of batches, materialised once: the in-memory reference. Re-batched from
-        # clips so the batch dimension is unknown, as in the pipeline: both share one traced step.
-        examples = tf.nest.map_structure(lambda *t: tf.concat(t, 0), *pipeline.take(args.steps))
-        in_memory = tf.data.Dataset.from_tensor_slices(examples).batch(args.batch).repeat().prefetch(tf.data.AUTOTUNE)
-
-        model = make_model(args, args.classes)
-        sources = {"fit, pipeline": pipeline, "fit, in memory": in_memory}
-        for label, dataset in sources.items():
-            fit(model, dataset, 2)  # warm-up: traces the train step, fills caches
-            times[label] = []
-        for k in range(args.rounds):
-            for label in sorted(sources, reverse=k % 2 == 1):  # ABBA: neither source always goes first
-                times[label].append(timed(lambda c: fit(model, sources[label], args.steps, c)))
-        cache.close()
+        loader_rows = loaders(args, Path(tmp))
+        fit_rows, ratios = ({}, {}) if args.skip_fit else fits(args, Path(tmp))
     load_after = os.getloadavg()
 
-    rows = {label: summarize(rounds, args.steps, args.batch) for label, rounds in times.items()}
-    piped, memory = rows["fit, pipeline"], rows["fit, in memory"]
-    paired = [m["wall"] / p["wall"] for p, m in zip(times["fit, pipeline"], times["fit, in memory"])]
-    ratios = {"paired": statistics.median(paired),
-              "step": piped["step_clips_per_s"] / memory["step_clips_per_s"],
-              # With both cores busy training, throughput follows CPU time: steadier under other jobs' load.
-              "cpu": memory["cpu_seconds"] / piped["cpu_seconds"]}
-    headroom = rows["pipeline alone"]["step_clips_per_s"] / memory["step_clips_per_s"]
+    print(f"{os.cpu_count()} CPUs, TF {tf.__version__}; "
+          f"load average (1 min) {load_before[0]:.2f} -> {load_after[0]:.2f}")
+    batch = args.loader_batch
+    print(f"\nPart 1, loaders alone: batches of {batch} x {args.loader_seconds:g} s crops at {args.loader_rate} Hz, "
+          f"mixup {args.mixup}, global features + length ({args.loader_batches} batches x {args.loader_rounds} rounds)")
+    print(f"{'':16s}{'CPU ms/batch':>13s}{'batches/s':>11s}{'clips/s':>9s}")
+    for label, row in loader_rows.items():
+        print(f"{label:16s}{row['cpu_ms_per_batch']:13.1f}{row['batches_per_s']:11.1f}{row['clips_per_s']:9.0f}")
+    python_cpu = loader_rows["python"]["cpu_ms_per_batch"]
+    for label in ("graph, memory", "graph, records"):
+        row = loader_rows[label]
+        cpu_ratio = python_cpu / row["cpu_ms_per_batch"]
+        print(f"{label}: {cpu_ratio:.1f}x less CPU per batch than python (goal >= {CPU_GOAL:g}x: "
+              f"{'OK' if cpu_ratio >= CPU_GOAL else 'MISSED'}), {row['clips_per_s']:.0f} clips/s "
+              f"(goal >= {CLIPS_GOAL}: {'OK' if row['clips_per_s'] >= CLIPS_GOAL else 'MISSED'})")
 
-    print(f"cnn9 {args.variant} stem {args.stem_width} blocks {args.block_widths}, {args.batch} x "
-          f"{args.seconds:g} s @ {args.sample_rate} Hz, mixup {args.mixup}, {args.steps} steps x "
-          f"{args.rounds} rounds; {os.cpu_count()} CPUs, TF {tf.__version__}")
-    print(f"load average (1 min) {load_before[0]:.2f} -> {load_after[0]:.2f}")
-    print(f"{'':16s}{'step ms':>9s}{'clips/s':>9s}{'run s':>8s}{'clips/s':>9s}{'CPU s':>8s}")
-    for label, row in rows.items():
-        print(f"{label:16s}{row['step_ms']:9.1f}{row['step_clips_per_s']:9.1f}{row['seconds']:8.2f}"
-              f"{row['clips_per_s']:9.1f}{row['cpu_seconds']:8.2f}")
-    verdict = "OK" if ratios["paired"] >= GOAL else "MISSED"
-    low, high = np.percentile(paired, [25, 75])
-    print(f"fit, pipeline / fit, in memory: {ratios['paired']:.3f} median of rounds (quartiles {low:.2f}-{high:.2f}; "
-          f"goal >= {GOAL:.2f}: {verdict}), {ratios['step']:.3f} by median step, {ratios['cpu']:.3f} by CPU time")
-    print(f"pipeline alone / fit, in memory: {headroom:.1f}x headroom")
+    if fit_rows:
+        print(f"\nPart 2, fit: cnn9 {args.variant} stem {args.stem_width} blocks {args.block_widths}, "
+              f"{args.batch} x {args.seconds:g} s @ {args.sample_rate} Hz, mixup {args.mixup}, "
+              f"{args.steps} steps x {args.rounds} rounds")
+        print(f"{'':16s}{'step ms':>9s}{'clips/s':>9s}{'run s':>8s}{'clips/s':>9s}{'CPU s':>8s}")
+        for label, row in fit_rows.items():
+            print(f"{label:16s}{row['step_ms']:9.1f}{row['step_clips_per_s']:9.1f}{row['seconds']:8.2f}"
+                  f"{row['clips_per_s']:9.1f}{row['cpu_seconds']:8.2f}")
+        for label, r in ratios.items():
+            verdict = "OK" if r["paired"] >= FIT_GOAL else "MISSED"
+            print(f"{label} / fit, in memory: {r['paired']:.3f} median of rounds (quartiles "
+                  f"{r['quartiles'][0]:.2f}-{r['quartiles'][1]:.2f}; goal >= {FIT_GOAL:.2f}: {verdict}), "
+                  f"{r['step']:.3f} by median step, {r['cpu']:.3f} by CPU time")
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "settings": {k: v for k, v in vars(args).items() if k != "json"}, "cpu_count": os.cpu_count(),
-        "loadavg_before": load_before, "loadavg_after": load_after, "rows": rows, "ratio": ratios["paired"],
-        "ratios": ratios, "round_ratios": paired, "headroom": headroom, "goal": GOAL}, indent=1))
+        "loadavg_before": load_before, "loadavg_after": load_after, "loaders": loader_rows, "fits": fit_rows,
+        "fit_ratios": ratios, "goals": {"fit": FIT_GOAL, "cpu": CPU_GOAL, "clips_per_s": CLIPS_GOAL}}, indent=1,
+        default=float))
     return 0
 
 

@@ -3,9 +3,12 @@
 Builds two waveform caches of synthetic clips (default 1,000 and 20,000), then, each in a fresh
 process, trains a small cnn9 for the same number of steps on training batches (random crops +
 global features + mixup) from the tf.data pipeline and records the peak resident memory.
-Goal: growth < 10 %. ``--pipeline-only`` streams the batches without a model.
+Goal: growth < 10 %. ``--pipeline-only`` streams the batches without a model. ``--loader`` picks the
+training input: "python" (numpy crops from the HDF5 file), "records" (the in-graph loader streaming
+TFRecord shards: flat too) or "memory" (the in-graph loader holding the samples in memory, so it grows
+by the cache's size by design, up to ``pipeline.graph_memory_fraction`` of the memory).
 
-Usage: python bench/pipeline_memory.py [--small 1000] [--large 20000] [--batches 300] [--json OUT]
+Usage: python bench/pipeline_memory.py [--small 1000] [--large 20000] [--batches 300] [--loader records] [--json OUT]
 """
 from __future__ import annotations
 
@@ -36,15 +39,20 @@ def small_cnn9(crop_seconds: float):
     return model
 
 
-def stream(cache_path: str, batches: int, train_model: bool) -> dict:
+def stream(cache_path: str, batches: int, train_model: bool, loader: str) -> dict:
     """Runs in a fresh process: train on (or only stream) ``batches`` batches, report peak RSS."""
     from freesound_tf.config import PipelineConfig
     from freesound_tf.data.cache import WaveformCache
+    from freesound_tf.data.graph_pipeline import GraphTrainInput
     from freesound_tf.data.pipeline import TrainInput
 
     cache = WaveformCache(cache_path)
     labels = np.eye(10, dtype=np.float32)[np.arange(len(cache)) % 10]
-    train = TrainInput(cache, labels, PipelineConfig(crop_seconds=0.5, batch_size=32), SR, mixup_prob=0.5)
+    config = PipelineConfig(crop_seconds=0.5, batch_size=32)
+    if loader == "python":
+        train = TrainInput(cache, labels, config, SR, mixup_prob=0.5)
+    else:
+        train = GraphTrainInput(cache, labels, config, SR, mixup_prob=0.5, source=loader)
     ds = train.dataset().repeat()
     model = small_cnn9(0.5) if train_model else None
     start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -68,16 +76,18 @@ def main() -> None:
     parser.add_argument("--work", default=str(REPO / "work" / "bench-memory"))
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "pipeline_memory.json"))
     parser.add_argument("--pipeline-only", action="store_true", help="stream batches without training a model")
+    parser.add_argument("--loader", choices=("python", "records", "memory"), default="python")
     parser.add_argument("--stream", help=argparse.SUPPRESS)  # internal: child process mode
     args = parser.parse_args()
     if args.stream:
-        print(json.dumps(stream(args.stream, args.batches, not args.pipeline_only)))
+        print(json.dumps(stream(args.stream, args.batches, not args.pipeline_only, args.loader)))
         return
     work = Path(args.work)
     results = []
     for n in (args.small, args.large):
         cache = synthetic_cache(work, f"mem{n}", n, (args.seconds, args.seconds), SR, seed=n, workers=None)
-        child = [sys.executable, __file__, "--stream", str(cache), "--batches", str(args.batches)]
+        child = [sys.executable, __file__, "--stream", str(cache), "--batches", str(args.batches),
+                 "--loader", args.loader]
         out = subprocess.run(child + (["--pipeline-only"] if args.pipeline_only else []),
                              check=True, capture_output=True, text=True).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
@@ -86,10 +96,11 @@ def main() -> None:
     print(f"{'clips':>8s} {'batches':>8s} {'peak RSS MB':>12s} {'batches/s':>10s}")
     for row in results:
         print(f"{row['clips']:8d} {row['batches']:8d} {row['peak_rss_mb']:12.1f} {row['batches'] / row['seconds']:10.1f}")
-    what = "streaming batches" if args.pipeline_only else "training a small cnn9"
+    what = f"{args.loader} loader, " + ("streaming batches" if args.pipeline_only else "training a small cnn9")
     print(f"peak RSS growth {args.small} -> {args.large} clips, {what}: {100 * growth:+.1f} % (goal < 10 %)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"runs": results, "growth": growth, "training": not args.pipeline_only},
+    Path(args.json).write_text(json.dumps({"runs": results, "growth": growth, "training": not args.pipeline_only,
+                                           "loader": args.loader},
                                           indent=1))
 
 

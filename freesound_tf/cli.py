@@ -34,7 +34,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     recipe = _recipe(args.recipe)
     work = Path(args.work)
     data = prepare_data(args.input, recipe.audio, work, workers=args.workers, progress=not args.quiet,
-                        noisy_csv=args.noisy_csv)
+                        noisy_csv=args.noisy_csv, pipeline=recipe.pipeline, augment=recipe.augment)
     write_folds(data, recipe.folds, work / "folds.csv")
     summary = write_summary(data, work / "prepare.json")
     print(f"{summary['layout']} data in {summary['input']}: {summary['classes']} classes")
@@ -71,7 +71,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.runs) / recipe.name
     with lock_run_folder(member_run_dir(run_dir, distribution)):  # refuse a run folder in use before any work
         data = prepare_data(args.input, recipe.audio, Path(args.work), workers=args.workers,
-                            progress=not args.quiet, noisy_csv=args.noisy_csv)
+                            progress=not args.quiet, noisy_csv=args.noisy_csv, pipeline=recipe.pipeline,
+                            augment=recipe.augment)
         train_member(recipe, data, run_dir, verbose=0 if args.quiet else 1, distribution=distribution)
 
 

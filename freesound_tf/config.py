@@ -62,6 +62,13 @@ class PipelineConfig:
     # zero-padded at the end to its longest clip.
     crop_mode: str = "window"
     seed: int = 42
+    # Who builds training batches: "graph" (TensorFlow ops only: fast, TPU-ready), "python" (numpy, needed by
+    # per-clip Python augmentation such as audio effects) or "auto" (graph unless such augmentation is on).
+    loader: str = "auto"
+    effects_workers: int = 0  # threads running audio effects in the python loader; 0: one per core
+    # The graph loader holds a cache's int16 samples in memory up to this share of the machine's memory;
+    # a larger cache is streamed from TFRecord shards written next to it.
+    graph_memory_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         _check(self.crop_seconds > 0, "pipeline.crop_seconds", "must be > 0")
@@ -90,6 +97,9 @@ class PipelineConfig:
         _check(self.crop_mode in ("window", "whole"), "pipeline.crop_mode", "must be 'window' or 'whole'")
         _check(self.crop_mode == "window" or not (p or r), "pipeline.crop_mode",
                "'whole' takes each clip's own length; drop random_length_percentiles / random_length_seconds")
+        _check(self.loader in ("auto", "graph", "python"), "pipeline.loader", "must be 'auto', 'graph' or 'python'")
+        _check(self.effects_workers >= 0, "pipeline.effects_workers", "must be >= 0 (0: one per core)")
+        _check(0.0 <= self.graph_memory_fraction <= 1.0, "pipeline.graph_memory_fraction", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)

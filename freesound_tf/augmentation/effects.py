@@ -24,14 +24,15 @@ import soxr
 from freesound_tf.config import AugmentConfig
 from freesound_tf.extras import require
 
-_POOL: ThreadPoolExecutor | None = None
+_POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:  # created on first use: importing the module starts no threads
-        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="effects")
-    return _POOL
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The shared pool of ``workers`` threads (0: one per core), created on first use."""
+    workers = workers or os.cpu_count() or 1
+    if workers not in _POOLS:  # importing the module starts no threads
+        _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="effects")
+    return _POOLS[workers]
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,11 @@ class EffectChain:
     same output, whatever the thread scheduling.
     """
 
-    def __init__(self, config: AugmentConfig, sample_rate: int, threads: bool = True) -> None:
+    def __init__(self, config: AugmentConfig, sample_rate: int, threads: bool = True, workers: int = 0) -> None:
         self.config = config
         self.sample_rate = sample_rate
         self.threads = threads  # False: :meth:`batch` runs its clips one after another in the caller's thread
+        self.workers = workers  # threads of :meth:`batch` (0: one per core)
 
     def draw(self, rng: np.random.Generator) -> EffectDraw:
         """Which effects a clip gets (each with its own probability) and their parameters."""
@@ -159,7 +161,7 @@ class EffectChain:
         rows = np.flatnonzero(on)
         out = np.array(waves, np.float32, copy=True)
         if self.threads and len(rows) > 1:
-            results = _pool().map(lambda i: self.apply(waves[i], draws[i]), rows)
+            results = _pool(self.workers).map(lambda i: self.apply(waves[i], draws[i]), rows)
         else:
             results = (self.apply(waves[i], draws[i]) for i in rows)
         for i, clip in zip(rows, results):

@@ -428,8 +428,8 @@ class _ClipMapper:
             return lambda jobs: (_process_clip(job) for job in jobs)
         if "forkserver" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("forkserver")
-            # The server imports the decoders once; every later pool forks warm workers from it.
-            context.set_forkserver_preload([__name__])
+            # The server imports the decoders (and the feature kernels) once; every later pool forks warm workers.
+            context.set_forkserver_preload([__name__, "freesound_tf.data._warm_features"])
         else:
             context = multiprocessing.get_context("spawn")
         self.executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_exit_with_parent,

@@ -121,7 +121,7 @@ class TrainInput:
         self.augment = augment or AugmentConfig()
         self.effects_prob = self.augment.p_effects
         self.shuffle_prob = self.augment.p_shuffle_chunks
-        self.effects = EffectChain(self.augment, sample_rate)
+        self.effects = EffectChain(self.augment, sample_rate, workers=config.effects_workers)
         if self.augment.short_clip_masked_copy and config.crop_mode != "window":
             raise ValueError("augment.short_clip_masked_copy: needs pipeline.crop_mode = 'window' (the copy fills "
                              "the training crop)")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freesound_tf.config import AudioConfig, FoldsConfig
+from freesound_tf.config import AudioConfig, AugmentConfig, FoldsConfig, PipelineConfig
 from freesound_tf.data.cache import WaveformCache, build_cache, report_path
 from freesound_tf.data.folds import make_folds, save_folds
 from freesound_tf.data.layout import DataLayout, SplitTable, load_layout
@@ -83,11 +83,15 @@ def prepare_data(
     workers: int | None = None,
     progress: bool = True,
     noisy_csv: str | Path | None = None,
+    pipeline: PipelineConfig | None = None,
+    augment: AugmentConfig | None = None,
 ) -> PreparedData:
     """Validate ``input_dir`` (fails before heavy work) and build a cache per split.
 
     ``noisy_csv`` replaces the layout's ``train_noisy.csv`` (e.g. a relabelled copy). The cache
     is keyed by split name and audio settings, not by the CSV, so it reuses the decoded noisy audio.
+    With the recipe's ``pipeline`` (and ``augment``), the TFRecord shards its in-graph loader will
+    stream a training split from (a cache too big for memory) are written now too.
     """
     layout = load_layout(input_dir, noisy_csv=noisy_csv)  # logs its own warnings (e.g. audio files with no CSV row)
     work_dir = Path(work_dir)
@@ -101,6 +105,10 @@ def prepare_data(
         table = layout.splits[name]
         log.info("caching split %s: %d clips from %s", name, len(table.fnames), table.audio_dir)
         prepared[name] = PreparedSplit(table, build_cache(table, audio, cache_dir, workers=workers, progress=progress))
+        if pipeline is not None and name != "test":
+            from freesound_tf.data.graph_pipeline import write_stream_records  # TensorFlow only when needed
+
+            write_stream_records(prepared[name].cache_path, pipeline, augment or AugmentConfig())
     layout.classes.to_json(work_dir / "classes.json")
     return PreparedData(layout, prepared, work_dir)
 

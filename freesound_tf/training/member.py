@@ -24,6 +24,7 @@ from freesound_tf.calibration import apply_temperature, calibrate
 from freesound_tf.config import ConfigError, Recipe, StageConfig
 from freesound_tf.data.cache import WaveformCache
 from freesound_tf.data.folds import load_folds, make_folds, save_folds
+from freesound_tf.data.graph_pipeline import make_train_input
 from freesound_tf.data.pipeline import CacheReader, TrainInput, eval_dataset
 from freesound_tf.data.prepare import PreparedData
 from freesound_tf.fallback import FALLBACK_FILE, warn_fallback, write_fallback_csv
@@ -117,8 +118,8 @@ class MemberTrainer:
 
     def train_input(self, cache: CacheReader, labels: np.ndarray, indices: np.ndarray,
                     stage: StageConfig) -> TrainInput:
-        return TrainInput(cache, labels, self.recipe.pipeline, self.recipe.audio.sample_rate, indices,
-                          inputs=self.inputs, augment=self.recipe.augment, steps_per_epoch=stage.steps_per_epoch)
+        return make_train_input(cache, labels, self.recipe.pipeline, self.recipe.audio.sample_rate, indices,
+                                inputs=self.inputs, augment=self.recipe.augment, steps_per_epoch=stage.steps_per_epoch)
 
     # -- the two stages ----------------------------------------------------------------------
     def pretrain(self, curated: WaveformCache, curated_labels: np.ndarray) -> Path | None:

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from freesound_tf.data.features import GLOBAL_FEATURE_NAMES, global_features, length_feature
+from freesound_tf.data.features import (
+    GLOBAL_FEATURE_NAMES, PERCENTILES, global_features, length_feature, window_bounds,
+)
 
 
 def reference_global_features(x: np.ndarray, steps: int) -> np.ndarray:
@@ -17,6 +19,44 @@ def reference_global_features(x: np.ndarray, steps: int) -> np.ndarray:
         rows.append([w.mean(), w.std(), w.max() - w.min(),
                      *np.percentile(w, [0, 1, 25, 30, 50, 60, 75, 99, 100])])
     return np.array(rows)
+
+
+def sorted_reference_features(y: np.ndarray, steps: int) -> np.ndarray:
+    """The implementation before the segment-sort one: equal-length windows as one matrix, one sort per row."""
+    y = np.asarray(y).reshape(-1)
+    if len(y) < steps:
+        y = np.resize(y, steps)
+    start, end = window_bounds(len(y), steps)
+    lengths = end - start
+    out = np.empty((steps, 12), dtype=np.float64)
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        windows = y[start[rows, None] + np.arange(length)]
+        out[rows, 0] = windows.mean(axis=1, dtype=np.float64)
+        out[rows, 1] = windows.std(axis=1, dtype=np.float64)
+        ordered = np.sort(windows, axis=1)
+        out[rows, 2] = ordered[:, -1].astype(np.float64) - ordered[:, 0]
+        position = np.asarray(PERCENTILES) / 100.0 * (length - 1)
+        below = np.floor(position).astype(np.int64)
+        above = np.minimum(below + 1, length - 1)
+        low, high = ordered[:, below].astype(np.float64), ordered[:, above].astype(np.float64)
+        out[rows, 3:] = low + (high - low) * (position - below)
+    return out.astype(np.float32)
+
+
+# Lengths where windows meet at shared bounds, and (steps 50, n 60 / 96) where a window spans three segments.
+CASES = [(n, 128) for n in (1, 2, 127, 128, 129, 1000, 7919, 44100 * 3 + 17, 44100 * 20 + 5)] + [
+    (60, 50), (96, 50), (4099, 7), (4099, 1)]
+
+
+@pytest.mark.parametrize("n, steps", CASES)
+def test_equal_to_the_sort_per_window_implementation(n, steps):
+    """Bit for bit on 16-bit PCM clips (the radix-sorted int16 path) and on float clips."""
+    rng = np.random.default_rng(n + steps)
+    pcm = (rng.integers(-32768, 32768, n) * rng.random(n) ** 3).astype(np.int16)  # audio-like: dense near 0
+    for y in (pcm.astype(np.float32) / 32768, rng.normal(0, 0.3, n).astype(np.float32),
+              rng.uniform(-1, 1, n)):
+        np.testing.assert_array_equal(global_features(y, steps), sorted_reference_features(y, steps))
 
 
 @pytest.mark.parametrize("n", [1, 2, 127, 128, 129, 300, 1000, 5000, 7919, 44100 * 3 + 17])
