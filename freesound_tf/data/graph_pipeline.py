@@ -34,6 +34,7 @@ import tensorflow as tf
 from freesound_tf.config import AugmentConfig, ConfigError, PipelineConfig
 from freesound_tf.data import tfrecords
 from freesound_tf.data.cache import PCM_SCALE, WaveformCache
+from freesound_tf.data.joined_cache import JoinedCache
 from freesound_tf.data.pipeline import ALL_INPUTS, TrainInput
 
 SHUFFLE_BYTES = 64 << 20  # records held by a RecordSource's shuffle buffer (on top of shuffled shards), in bytes
@@ -140,11 +141,18 @@ def fits_in_memory(cache: WaveformCache, config: PipelineConfig) -> bool:
 
 class MemorySource:
     """All int16 samples of a cache as one flat tensor (zero-copy from an aligned numpy buffer), with the
-    per-clip arrays; shared by every training input over the same cache file while any is alive."""
+    per-clip arrays; shared by every training input over the same cache file while any is alive. A
+    :class:`JoinedCache` gets its parts' samples back to back (one copy, for its lifetime)."""
 
     _loaded: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
-    def __init__(self, cache: WaveformCache) -> None:
+    def __init__(self, samples: tf.Tensor, features: tf.Tensor, offsets: np.ndarray, steps: int) -> None:
+        self.samples, self.features, self.steps = samples, features, steps
+        self.offsets = tf.constant(offsets, tf.int64)
+        self._offsets = np.asarray(offsets, np.int64)
+
+    @classmethod
+    def _read(cls, cache: WaveformCache) -> MemorySource:
         with h5py.File(cache.path, "r") as f:
             samples, features = f["samples"], f["global_features"]
             buffer = _aligned_empty(len(samples), np.int16)
@@ -153,18 +161,23 @@ class MemorySource:
                 block = np.s_[start:min(start + step, len(samples))]
                 samples.read_direct(buffer, block, block)
             with tf.device("/cpu:0"):
-                self.samples = tf.experimental.dlpack.from_dlpack(buffer.__dlpack__())
-                self.features = tf.constant(features[()])
-        self.offsets = tf.constant(cache.offsets, tf.int64)
-        self.steps = cache.steps
+                flat = tf.experimental.dlpack.from_dlpack(buffer.__dlpack__())
+                return cls(flat, tf.constant(features[()]), cache.offsets, cache.steps)
 
     @classmethod
-    def of(cls, cache: WaveformCache) -> MemorySource:
+    def of(cls, cache: WaveformCache | JoinedCache) -> MemorySource:
+        if isinstance(cache, JoinedCache):
+            first, second = cls.of(cache.first), cls.of(cache.second)
+            with tf.device("/cpu:0"):
+                return cls(tf.concat([first.samples, second.samples], 0),
+                           tf.concat([first.features, second.features], 0),
+                           np.concatenate([first._offsets, second._offsets + int(first.samples.shape[0])]),
+                           cache.steps)
         st = cache.path.stat()
         key = (str(cache.path.resolve()), st.st_size, st.st_mtime_ns)
         source = cls._loaded.get(key)
         if source is None:
-            source = cls._loaded[key] = cls(cache)
+            source = cls._loaded[key] = cls._read(cache)
         return source
 
     def read(self, row: tf.Tensor, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
@@ -241,6 +254,9 @@ class GraphTrainInput(TrainInput):
             source = "memory" if fits_in_memory(cache, config) else "records"
         if source not in ("memory", "records"):
             raise ValueError(f"GraphTrainInput: source must be 'memory' or 'records', got {source!r}")
+        if source == "records" and isinstance(cache, JoinedCache):
+            raise ConfigError(f"{cache.second.path}: clips joined from two caches are too large for memory and "
+                              "have no records; use pipeline.loader = 'python'")
         self.source = MemorySource.of(cache) if source == "memory" else RecordSource(cache)
         self.spec = MixupSpec.from_config(config)
         with tf.device("/cpu:0"):  # captured by the dataset functions, not copied into them
@@ -424,7 +440,8 @@ def make_train_input(
     augment = augment or AugmentConfig()
     loader = config.loader
     if loader == "auto":
-        loader = "python" if python_only(config, augment) else "graph"
+        joined_on_disk = isinstance(cache, JoinedCache) and not fits_in_memory(cache, config)
+        loader = "python" if python_only(config, augment) or joined_on_disk else "graph"
     cls = GraphTrainInput if loader == "graph" else TrainInput
     return cls(cache, labels, config, sample_rate, indices, inputs=inputs, mixup_prob=mixup_prob, augment=augment,
                steps_per_epoch=steps_per_epoch)

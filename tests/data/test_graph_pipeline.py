@@ -18,6 +18,7 @@ from freesound_tf.data.cache import WaveformCache, build_cache
 from freesound_tf.data.graph_pipeline import (
     GraphTrainInput, MixupSpec, draw_mixup, make_train_input, python_ops,
 )
+from freesound_tf.data.joined_cache import JoinedCache
 from freesound_tf.data.pipeline import TrainInput
 
 SR = 1000  # 1 s crops of 1000 samples
@@ -95,6 +96,19 @@ def test_batches_hold_exact_crops_and_their_side_inputs(noise_cache, source) -> 
             np.testing.assert_array_equal(features, noise_cache.read_global_features([clip])[0])
             assert length[0] == noise_cache.length_feature[clip]
     assert len(seen) == len(set(seen)) == 12  # every clip once per epoch
+
+
+def test_a_joined_cache_serves_the_clips_of_both_parts(noise_cache, dc_cache) -> None:
+    joined = JoinedCache(noise_cache, dc_cache)
+    rows = np.array([0, 7, 12, 20, 43])  # both parts, the first row of the second
+    train = GraphTrainInput(joined, np.eye(len(joined), dtype=np.float32),
+                            PipelineConfig(crop_seconds=1.0, batch_size=5, seed=3), SR, indices=rows)
+    (x, y), = _epoch(train.dataset())
+    for wave, features, target in zip(x["waveform"], x["global_features"], y):
+        row = int(np.argmax(target))
+        _find_window(joined.read(row), wave)
+        np.testing.assert_array_equal(features, joined.read_global_features([row])[0])
+    assert sorted(np.argmax(y, 1)) == list(rows)
 
 
 def test_crop_offsets_are_uniform_over_every_position(noise_cache) -> None:
