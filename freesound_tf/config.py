@@ -176,6 +176,9 @@ class FrontendConfig:
     # frames either way, edge frames repeated; reverse time with probability time_flip.
     time_shift: float = 0.0
     time_flip: float = 0.0
+    # Training only: a random smooth gain curve over the mel bins, within +-eq_db, per clip (robustness
+    # to the microphone / room of new recordings; 0 = off).
+    eq_db: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.n_fft >= 16, "frontend.n_fft", "must be >= 16")
@@ -193,6 +196,7 @@ class FrontendConfig:
         _check(0.0 < self.random_erasing_max_area <= 1.0, "frontend.random_erasing_max_area", "must be in (0, 1]")
         _check(0.0 <= self.time_shift <= 1.0, "frontend.time_shift", "must be in [0, 1]")
         _check(0.0 <= self.time_flip <= 1.0, "frontend.time_flip", "must be in [0, 1]")
+        _check(0.0 <= self.eq_db <= self.top_db, "frontend.eq_db", "must be in [0, top_db]")
 
 
 @dataclass(frozen=True)

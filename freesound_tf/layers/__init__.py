@@ -13,6 +13,7 @@ from freesound_tf.layers.blocks import (
     multi_scale_stem,
     squeeze_excite,
 )
+from freesound_tf.layers.equalizer import RandomEqualizer  # noqa: F401
 from freesound_tf.layers.erasing import RandomErasing
 from freesound_tf.layers.frontend import (
     ClipDecibel,

@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from freesound_tf.config import FrontendConfig
+from freesound_tf.layers.equalizer import RandomEqualizer
 from freesound_tf.layers.erasing import RandomErasing
 from freesound_tf.layers.time_shift import RandomTimeShiftFlip
 
@@ -177,6 +178,8 @@ def build_frontend(config: FrontendConfig, sample_rate: int, input_samples: int 
         x = kapre.ApplyFilterbank(type="mel", filterbank_kwargs=fb_kwargs, data_format="channels_last",
                                   name="mel_filterbank", **f32)(x)
     x = ClipDecibel(top_db=config.top_db, power=config.power, name="decibel", **f32)(x)
+    if config.eq_db:
+        x = RandomEqualizer(config.eq_db, floor=-config.top_db, name="random_equalizer", **f32)(x)
     if config.time_masks or config.freq_masks:
         # Masks are filled with the floor (silence); kapre draws widths in [0, width) and is a no-op
         # outside training.
