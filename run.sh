@@ -5,9 +5,11 @@
 #
 #   INPUT=dir       data folder (default input/)          WORK=dir  caches (default work/)
 #   RUNS=dir        run folders (default runs/)           RECIPES="models/a.toml models/b.toml"
-#   STACK_RECIPE=   stacker recipe (stacking/lc1d.toml; demo: stacking/demo.toml)   EPOCHS_SCALE=0.1 quick runs
+#   STACK_RECIPE=   stacker recipe (stacking/lc1d.toml; demo: stacking/demo.toml; no GPU: stacking/cpu.toml)
+#   EPOCHS_SCALE=0.1 quick runs
 #   N_SPLITS=k      curated folds (default: the recipes') DEMO_ARGS="--n-curated 40 ..." demo size
 #   SUBMISSION=file where to write the submission (default submission.csv)
+# Without a GPU (no nvidia-smi listing one), user data trains models/cpu_*.toml unless RECIPES is set.
 set -eu
 cd "$(dirname "$0")"
 . scripts/setup.sh
@@ -25,6 +27,14 @@ if ! ls "$INPUT" 2>/dev/null | grep -qv '^README.md$'; then
     INPUT="$WORK/demo"
     RECIPES="${RECIPES:-models/demo.toml models/demo_max3.toml}"
     STACK_RECIPE="${STACK_RECIPE:-stacking/demo.toml}"
+fi
+# The seed recipes are GPU-sized (44.1 kHz, wide CNNs, hundreds of epochs: days on a CPU); without a GPU,
+# user data gets the CPU family (models/cpu_*.toml, minutes per fold on 2 cores) unless RECIPES says otherwise.
+if [ -z "${RECIPES:-}" ] && ! { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; }; then
+    RECIPES="models/cpu_cnn9.toml models/cpu_ds_cnn2d.toml"
+    STACK_RECIPE="${STACK_RECIPE:-stacking/cpu.toml}"
+    echo "[run] no GPU found: the seed recipes (models/v1mix.toml ...) are sized for a GPU; training the CPU"
+    echo "[run] recipes $RECIPES instead (RECIPES=\"models/v1mix.toml ...\" sh run.sh to insist)"
 fi
 # In order: a recipe with train.init_from needs that run first (max3exam starts from v1mix's pretraining).
 RECIPES="${RECIPES:-models/v1mix.toml models/max3exam.toml models/msc_se_w1.toml models/msc_se_w2.toml models/se_w15.toml models/se.toml}"

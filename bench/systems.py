@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from urbansound import SHARED, make_layout  # noqa: E402
+from quality import SHARED, make_layout  # noqa: E402
 
 DEFAULT_RECIPES = [REPO / "models" / "demo.toml", *sorted((REPO / "bench" / "recipes").glob("*_cpu.toml"))]
 

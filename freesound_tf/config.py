@@ -544,6 +544,9 @@ class StackerConfig:
     weights: dict[str, float] = field(default_factory=dict)
     default_weight: float = 1.0
     shift: float = 1.6  # output (tanh(x - shift) + 1) / 2
+    # The seed's Dense(classes) over all classes' blends (label correlation); false drops those
+    # classes**2 weights, which a few hundred OOF clips cannot fit without overfitting.
+    label_correlation: bool = True
     lr: float = 1e-4
     batch_size: int = 40
     max_epochs: int = 1000

@@ -92,7 +92,7 @@ def fit_stacker(member_oof: np.ndarray, labels: np.ndarray, member_test: np.ndar
     for k in range(config.folds.n_splits):
         train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         keras.utils.set_random_seed(config.folds.seed + k)
-        model = build_stacker(n_classes, weights, config.shift)
+        model = build_stacker(n_classes, weights, config.shift, config.label_correlation)
         model.compile(optimizer=keras.optimizers.Nadam(learning_rate=config.lr), loss="binary_crossentropy")
         val_x, val_y = member_oof[val_idx], labels[val_idx]
         if config.stop_on == "lrap":

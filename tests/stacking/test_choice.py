@@ -1,4 +1,6 @@
 """The submitted ensemble: chosen on OOF scores only, checked by nested cross-validation without leakage."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -80,5 +82,6 @@ def test_name_clashes():
     with pytest.raises(ValueError, match="member name 'mean' is also the name of a blend"):
         choose_ensemble(oof, labels, ["mean", "b"], [1.0, 1.0], None, CONFIG)
     # A stacker named like a member stays a candidate of its own.
-    chosen = choose_ensemble(oof, labels, ["a", "b"], [1.0, 1.0], oof[0] * 0 + labels, StackerConfig(name="a"))
+    chosen = choose_ensemble(oof, labels, ["a", "b"], [1.0, 1.0], oof[0] * 0 + labels,
+                             dataclasses.replace(CONFIG, name="a", selection_folds=0))
     assert chosen.name == "a (stacker)" and chosen.kind == "stacker"

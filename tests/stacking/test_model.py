@@ -49,3 +49,14 @@ def test_saved_stacker_reloads_with_the_same_outputs(tmp_path):
     assert [type(layer).__name__ for layer in loaded.layers] == [type(layer).__name__ for layer in model.layers]
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-7)
     assert not np.allclose(np.asarray(model(x)), np.asarray(build_stacker(scores.shape[2], WEIGHTS)(x)))
+
+
+def test_without_label_correlation_only_the_per_class_blend_is_learned():
+    scores, _ = _member_scores()
+    classes, members = scores.shape[2], len(WEIGHTS)
+    small = build_stacker(classes, WEIGHTS, shift=1.6, label_correlation=False)
+    full = build_stacker(classes, WEIGHTS, shift=1.6)
+    assert small.count_params() == classes * (members + 1)
+    assert full.count_params() == classes * (members + 1) + classes * classes
+    x = scores.transpose(1, 2, 0)
+    np.testing.assert_allclose(np.asarray(small(x)), np.asarray(full(x)), rtol=1e-6, atol=1e-7)  # same at init
