@@ -149,7 +149,6 @@ class MemorySource:
     def __init__(self, samples: tf.Tensor, features: tf.Tensor, offsets: np.ndarray, steps: int) -> None:
         self.samples, self.features, self.steps = samples, features, steps
         self.offsets = tf.constant(offsets, tf.int64)
-        self._offsets = np.asarray(offsets, np.int64)
 
     @classmethod
     def _read(cls, cache: WaveformCache) -> MemorySource:
@@ -171,7 +170,7 @@ class MemorySource:
             with tf.device("/cpu:0"):
                 return cls(tf.concat([first.samples, second.samples], 0),
                            tf.concat([first.features, second.features], 0),
-                           np.concatenate([first._offsets, second._offsets + int(first.samples.shape[0])]),
+                           np.concatenate([first.offsets.numpy(), second.offsets.numpy() + int(first.samples.shape[0])]),
                            cache.steps)
         st = cache.path.stat()
         key = (str(cache.path.resolve()), st.st_size, st.st_mtime_ns)
@@ -255,8 +254,8 @@ class GraphTrainInput(TrainInput):
         if source not in ("memory", "records"):
             raise ValueError(f"GraphTrainInput: source must be 'memory' or 'records', got {source!r}")
         if source == "records" and isinstance(cache, JoinedCache):
-            raise ConfigError(f"{cache.second.path}: clips joined from two caches are too large for memory and "
-                              "have no records; use pipeline.loader = 'python'")
+            raise ConfigError(f"{cache.second.path}: clips joined from two caches have no TFRecords; read them "
+                              "from memory (source 'memory') or set pipeline.loader = 'python'")
         self.source = MemorySource.of(cache) if source == "memory" else RecordSource(cache)
         self.spec = MixupSpec.from_config(config)
         with tf.device("/cpu:0"):  # captured by the dataset functions, not copied into them
