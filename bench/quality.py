@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,18 +30,16 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from shared_layout import SHARED, write_layout
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 SPLITS = {"A": [], "B": ["--curated-folds", "2", "--noisy-folds", "1", "--test-folds", "1", "--seed", "8"]}
 CPU_RECIPES = sorted((REPO / "models").glob("cpu_*.toml"))
 
 
 def make_layout(out: Path, split: str = "A") -> Path:
-    """The shared subset in the FAT2019 layout for ``split`` (written once)."""
-    if not (out / "sample_submission.csv").exists():
-        subprocess.run([sys.executable, str(SHARED / "tools" / "make_fat_layout.py"),
-                        str(SHARED / "data" / "urbansound8k-subset"), str(out), *SPLITS[split]], check=True)
-    return out
+    """The shared subset in the FAT2019 layout for ``split`` (written once), curated clips grouped by recording."""
+    return write_layout(out, SPLITS[split])
 
 
 def clip_features(path: Path, sr: int) -> np.ndarray:

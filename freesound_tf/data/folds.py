@@ -13,14 +13,19 @@ from freesound_tf.locking import atomic_path
 from freesound_tf.extras import require
 
 
-def make_folds(labels: np.ndarray, n_splits: int, seed: int, multilabel: bool = True) -> np.ndarray:
+def make_folds(labels: np.ndarray, n_splits: int, seed: int, multilabel: bool = True,
+               groups: Sequence[str] | np.ndarray | None = None) -> np.ndarray:
     """Fold id (0..n_splits-1) of every clip, stratified on its labels.
 
     Multi-label uses iterative stratification (iterstrat), which balances every class's
     frequency across folds, rare ones included. Single-label stratifies on the argmax
     class with scikit-learn and needs every class to have at least ``n_splits`` clips.
+    With ``groups`` (one id per clip: recording, speaker, source; empty = a group of its own),
+    clips sharing a group always share a fold, so out-of-fold scores are those of unheard recordings.
     """
     labels = np.asarray(labels)
+    if groups is not None:
+        return _group_folds(labels, n_splits, seed, multilabel, groups)
     if labels.ndim != 2:
         raise ValueError(f"make_folds: labels must be (clips, classes), got shape {labels.shape}")
     n = labels.shape[0]
@@ -52,6 +57,47 @@ def make_folds(labels: np.ndarray, n_splits: int, seed: int, multilabel: bool = 
     for fold, (_, val_idx) in enumerate(splitter.split(placeholder, target)):
         folds[val_idx] = fold
     return folds
+
+
+def _group_folds(labels: np.ndarray, n_splits: int, seed: int, multilabel: bool,
+                 groups: Sequence[str] | np.ndarray) -> np.ndarray:
+    """:func:`make_folds` over whole groups.
+
+    Groups go, biggest first (ties in seeded random order), to the fold where the per-class label
+    counts and the clip counts stay most even across folds (the greedy rule of scikit-learn's
+    StratifiedGroupKFold, extended to multi-label counts): a recording with many clips of a rare class
+    cannot leave a fold without that class when another assignment avoids it.
+    """
+    groups = np.asarray(groups, dtype=object)
+    if groups.shape != (labels.shape[0],):
+        raise ValueError(f"make_folds: {groups.shape[0]} group ids for {labels.shape[0]} clips; give one per clip")
+    if not multilabel and np.any((labels > 0).sum(axis=1) != 1):
+        raise ValueError("make_folds: single-label folds need exactly one label per clip (pass multilabel=True)")
+    named = np.array([g if g not in ("", None) else f"\0clip {i}" for i, g in enumerate(groups)], dtype=object)
+    codes, unique = pd.factorize(named)
+    if len(unique) < n_splits:
+        raise ValueError(f"make_folds: the clips form only {len(unique)} group(s), fewer than n_splits={n_splits}; "
+                         "lower folds.n_splits or give more distinct values in the group column")
+    counts = np.zeros((len(unique), labels.shape[1]))
+    np.add.at(counts, codes, (labels > 0).astype(np.float64))
+    sizes = np.bincount(codes).astype(np.float64)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    class_totals = np.maximum(counts.sum(axis=0), 1.0)
+    fold_counts, fold_sizes = np.zeros((n_splits, labels.shape[1])), np.zeros(n_splits)
+    group_fold = np.empty(len(unique), np.int64)
+    for left, g in enumerate(order):
+        trial_counts = fold_counts[None] + np.eye(n_splits)[:, :, None] * counts[g]  # (choice, fold, class)
+        trial_sizes = fold_sizes[None] + np.eye(n_splits) * sizes[g]
+        cost = (trial_counts / class_totals).std(axis=1).sum(axis=1) + (trial_sizes / len(codes)).std(axis=1)
+        empty = np.flatnonzero(fold_sizes == 0)
+        if len(unique) - left == len(empty):  # as many groups left as empty folds: every fold gets one
+            cost[np.setdiff1d(np.arange(n_splits), empty)] = np.inf
+        fold = int(np.argmin(cost))
+        group_fold[g] = fold
+        fold_counts[fold] += counts[g]
+        fold_sizes[fold] += sizes[g]
+    return group_fold[codes]
 
 
 def save_folds(path: str | Path, fnames: Sequence[str], folds: np.ndarray) -> None:

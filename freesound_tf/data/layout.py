@@ -13,6 +13,10 @@ FAT2019 (multi-label)::
     test_truth.csv     fname,labels  (optional: true test labels, for scoring)
     train_curated/ train_noisy/ test/
 
+The training CSV (``train_curated.csv``, FAT2018's ``train.csv``) may add a ``group`` column naming
+each clip's recording, speaker or source: clips of one group then always share a cross-validation
+fold, so out-of-fold scores measure unheard recordings (an empty cell is a group of its own).
+
 FAT2018 (single-label)::
 
     train.csv          fname,label,manually_verified
@@ -38,6 +42,7 @@ from freesound_tf.locking import write_text_atomic
 log = logging.getLogger(__name__)
 
 KINDS = ("fat2019", "fat2018")
+GROUP_COLUMN = "group"
 # Rows whose audio is missing are reported one per error; how many more are summarised.
 _MAX_NAMED_EXTRAS = 5
 
@@ -139,6 +144,8 @@ class SplitTable:
     labels: np.ndarray
     has_labels: bool
     manually_verified: np.ndarray | None = None
+    # Optional group id per clip (the training CSV's ``group`` column): clips of one group share a fold.
+    groups: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.audio_dir = Path(self.audio_dir)
@@ -151,6 +158,8 @@ class SplitTable:
             self.manually_verified = np.asarray(self.manually_verified, dtype=bool)
             if self.manually_verified.shape != (len(self.fnames),):
                 raise ValueError(f"split {self.name!r}: manually_verified must have one entry per clip")
+        if self.groups is not None and len(self.groups) != len(self.fnames):
+            raise ValueError(f"split {self.name!r}: groups must have one entry per clip")
 
     def __len__(self) -> int:
         return len(self.fnames)
@@ -172,6 +181,7 @@ class SplitTable:
             labels=self.labels[idx],
             has_labels=self.has_labels,
             manually_verified=None if self.manually_verified is None else self.manually_verified[idx],
+            groups=None if self.groups is None else [self.groups[i] for i in idx],
         )
 
 
@@ -254,10 +264,11 @@ def _load_fat2019(root: Path, check_files: bool, noisy_csv: Path | None = None) 
     else:
         warnings.append(f"{root / 'train_noisy.csv'}: not found; curated-only layout (no 'noisy' split)")
     for name, path, dir_name in sources:
-        table = _read_table(path, required=["fname", "labels"])
+        table = _read_table(path, required=["fname", "labels"], optional=(GROUP_COLUMN,) if name == "curated" else ())
         lines = _fnames(table, path)
         labels = _multi_labels(table, path, classes, "sample_submission.csv")
-        splits[name] = SplitTable(name, root / dir_name, list(lines), classes.encode(labels), True)
+        splits[name] = SplitTable(name, root / dir_name, list(lines), classes.encode(labels), True,
+                                  groups=_groups(table))
         audio_checks.append((splits[name], path, lines))
 
     test_lines = _fnames(submission, submission_path)
@@ -273,14 +284,14 @@ def _load_fat2019(root: Path, check_files: bool, noisy_csv: Path | None = None) 
 
 def _load_fat2018(root: Path, check_files: bool) -> DataLayout:
     train_path = root / "train.csv"
-    train = _read_table(train_path, required=["fname", "label", "manually_verified"])
+    train = _read_table(train_path, required=["fname", "label", "manually_verified"], optional=(GROUP_COLUMN,))
     train_lines = _fnames(train, train_path)
     _no_empty(train, "label", train_path)  # before an empty cell could become a class
     classes = ClassMap(tuple(sorted(set(train["label"]))))
     verified = _verified_flags(train, train_path)
     train_labels = _single_labels(train, train_path, classes, "train.csv")
     splits = {"train": SplitTable("train", root / "audio_train", list(train_lines),
-                                  classes.encode(train_labels), True, verified)}
+                                  classes.encode(train_labels), True, verified, _groups(train))}
 
     submission_path = root / "sample_submission.csv"
     submission = _read_table(submission_path, required=["fname", "label"])
@@ -295,7 +306,8 @@ def _load_fat2018(root: Path, check_files: bool) -> DataLayout:
     return DataLayout("fat2018", root, classes, splits, multilabel=False, warnings=warnings)
 
 
-def _read_table(path: Path, required: list[str], allow_extra: bool = False) -> pd.DataFrame:
+def _read_table(path: Path, required: list[str], allow_extra: bool = False,
+                optional: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a CSV as strings, cells stripped, blank lines dropped, indexed by CSV line number.
 
     The header is read raw (``header=None``) so duplicate column names are not silently
@@ -326,10 +338,11 @@ def _read_table(path: Path, required: list[str], allow_extra: bool = False) -> p
     if missing:
         raise DataValidationError(f"{path}:1: missing column(s) {missing} (header is {header}); "
                                   f"the header must be {','.join(required)}")
-    extra = [c for c in header if c not in required]
+    extra = [c for c in header if c not in required and c not in optional]
     if extra and not allow_extra:
+        also = f" (optionally with {','.join(optional)})" if optional else ""
         raise DataValidationError(f"{path}:1: unexpected column(s) {extra}; "
-                                  f"the header must be exactly {','.join(required)}")
+                                  f"the header must be exactly {','.join(required)}{also}")
     body = raw.iloc[1:]
     body.columns = header
     body.index = pd.RangeIndex(2, len(raw) + 1, name="line")
@@ -338,6 +351,11 @@ def _read_table(path: Path, required: list[str], allow_extra: bool = False) -> p
         raise DataValidationError(f"{path}:2: no data rows; the file needs at least one clip row "
                                   "under the header")
     return body
+
+
+def _groups(table: pd.DataFrame) -> list[str] | None:
+    """The optional group column (recording, speaker, source of each clip) as strings; None without it."""
+    return list(table[GROUP_COLUMN]) if GROUP_COLUMN in table.columns else None
 
 
 def _fnames(table: pd.DataFrame, path: Path) -> dict[str, int]:

@@ -39,6 +39,13 @@ class PreparedSplit:
     def rows(self, cache: WaveformCache) -> np.ndarray:
         return table_rows(self.table, cache)
 
+    def groups(self, cache: WaveformCache) -> list[str] | None:
+        """The table's group id of every cache row (see :func:`make_folds`), or None without a group column."""
+        if self.table.groups is None:
+            return None
+        group = dict(zip(self.table.fnames, self.table.groups))
+        return [group.get(fname, "") for fname in cache.fnames]
+
 
 @dataclass
 class PreparedData:
@@ -114,11 +121,13 @@ def prepare_data(
 
 
 def write_folds(data: PreparedData, folds: FoldsConfig, path: str | Path) -> np.ndarray:
-    """Stratified folds over the cached clips of the training split, saved as ``folds.csv``."""
+    """Stratified folds over the cached clips of the training split (whole groups when its CSV has a
+    ``group`` column), saved as ``folds.csv``."""
     split = data.splits[data.train_split]
     with split.open() as cache:
         labels = split.labels(cache)
-        fold_ids = make_folds(labels, folds.n_splits, folds.seed, multilabel=data.layout.multilabel)
+        fold_ids = make_folds(labels, folds.n_splits, folds.seed, multilabel=data.layout.multilabel,
+                              groups=split.groups(cache))
         save_folds(path, cache.fnames, fold_ids)
     return fold_ids
 

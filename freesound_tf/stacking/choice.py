@@ -68,11 +68,13 @@ class EnsembleChoice:
 
 
 def choose_ensemble(member_oof: np.ndarray, labels: np.ndarray, names: Sequence[str], weights: Sequence[float],
-                    stacker_oof: np.ndarray | None, config: StackerConfig, multilabel: bool = True) -> EnsembleChoice:
+                    stacker_oof: np.ndarray | None, config: StackerConfig, multilabel: bool = True,
+                    groups: Sequence[str] | None = None) -> EnsembleChoice:
     """Pick the ensemble to submit from OOF scores only (see the module docstring).
 
     ``member_oof``: (members, clips, classes); ``stacker_oof``: the stacker's k-fold OOF scores, or
-    None when no stacker is a candidate. ``config.selection_folds`` outer folds (0: no nested check).
+    None when no stacker is a candidate. ``config.selection_folds`` outer folds (0: no nested check),
+    made of whole ``groups`` when given.
     """
     fixed = fixed_candidates(names, weights)
     kinds = {name: kind for name, (kind, _) in fixed.items()}
@@ -85,7 +87,7 @@ def choose_ensemble(member_oof: np.ndarray, labels: np.ndarray, names: Sequence[
     nested, picks = None, []
     if config.selection_folds:
         nested, picks = _nested_check(member_oof, labels, weights, fixed, stacker if stacker_oof is not None else None,
-                                      config, multilabel)
+                                      config, multilabel, groups)
     ranked = sorted(scores, key=scores.get, reverse=True)
     runner_up = next((n for n in ranked if n != chosen), None)
     reason = f"{chosen} ({kinds[chosen]}) has the best OOF lwlrap, {scores[chosen]:.4f}"
@@ -105,8 +107,8 @@ def stacker_key(config: StackerConfig, fixed: dict) -> str:
 
 def _nested_check(member_oof: np.ndarray, labels: np.ndarray, weights: Sequence[float],
                   fixed: dict[str, tuple[str, ServableBlend]], stacker: str | None, config: StackerConfig,
-                  multilabel: bool) -> tuple[float, list[str]]:
-    outer = make_folds(labels, config.selection_folds, config.folds.seed + 1, multilabel=multilabel)
+                  multilabel: bool, groups: Sequence[str] | None) -> tuple[float, list[str]]:
+    outer = make_folds(labels, config.selection_folds, config.folds.seed + 1, multilabel=multilabel, groups=groups)
     held_out = np.full(labels.shape, np.nan, np.float32)
     kinds = {name: kind for name, (kind, _) in fixed.items()}
     picks = []
@@ -116,7 +118,8 @@ def _nested_check(member_oof: np.ndarray, labels: np.ndarray, weights: Sequence[
         stacked = None
         if stacker is not None:
             stacked = fit_stacker(member_oof[:, train].transpose(1, 2, 0), labels[train],
-                                  member_oof[:, test].transpose(1, 2, 0), weights, config, None, multilabel)
+                                  member_oof[:, test].transpose(1, 2, 0), weights, config, None, multilabel,
+                                  groups=None if groups is None else np.asarray(groups, dtype=object)[train])
             inner[stacker], kinds[stacker] = lwlrap(labels[train], stacked.oof), "stacker"
         chosen = pick(inner, kinds)
         picks.append(chosen)

@@ -30,6 +30,7 @@ class MemberScores:
     test: np.ndarray
     test_labels: np.ndarray | None
     dropped: int  # OOF clips left out because some member has no OOF score for them (folds not run)
+    groups: tuple[str, ...] | None = None  # recording / speaker per OOF clip (the training CSV's group column)
 
 
 def _scores_table(run_dir: Path, csv_name: str, npy_name: str, classes: ClassMap) -> pd.DataFrame:
@@ -90,6 +91,7 @@ def load_members(run_dirs: list[Path]) -> MemberScores:
         member_labels = _array_table(run_dir / "oof_labels.npy", oof.index, member_classes, "the oof.csv rows")
         if not oofs:
             oof_fnames, test_fnames = oof.index, test.index
+            groups = _groups(run_dir / "oof.csv")
             labels = _aligned(member_labels, oof_fnames, classes, run_dir, first, "OOF")
             test_labels = None
             if (run_dir / "test_labels.npy").exists():
@@ -108,4 +110,13 @@ def load_members(run_dirs: list[Path]) -> MemberScores:
                          "(their finished folds do not overlap); train every fold of each member")
     return MemberScores(tuple(names), tuple(map(Path, run_dirs)), classes, task_multilabel,
                         tuple(oof_fnames[covered]), oof[:, covered], labels[covered], tuple(test_fnames), test,
-                        test_labels, int((~covered).sum()))
+                        test_labels, int((~covered).sum()),
+                        None if groups is None else tuple(groups[covered]))
+
+
+def _groups(csv_path: Path) -> np.ndarray | None:
+    """The ``group`` column of a member's oof.csv (absent when its training CSV had none)."""
+    header = pd.read_csv(csv_path, nrows=0).columns
+    if "group" not in header:
+        return None
+    return pd.read_csv(csv_path, usecols=["group"], dtype=str, keep_default_na=False)["group"].to_numpy(object)

@@ -32,11 +32,12 @@ def run_stacking(recipe_path: str | Path, run_dirs: list[Path], out_dir: Path, v
     out_dir.mkdir(parents=True, exist_ok=True)
     # The network wants (clips, classes, members); MemberScores keeps members first.
     fit = fit_stacker(members.oof.transpose(1, 2, 0), members.labels, members.test.transpose(1, 2, 0), weights,
-                      config, out_dir, members.multilabel, verbose)
+                      config, out_dir, members.multilabel, verbose, members.groups)
     np.save(out_dir / "oof_stacked.npy", fit.oof)
     np.save(out_dir / "test_stacked.npy", fit.test)
     save_folds(out_dir / "stacker_folds.csv", members.fnames, fit.folds)
-    choice = choose_ensemble(members.oof, members.labels, members.names, weights, fit.oof, config, members.multilabel)
+    choice = choose_ensemble(members.oof, members.labels, members.names, weights, fit.oof, config, members.multilabel,
+                             members.groups)
     submitted = np.array(fit.test if choice.kind == "stacker"
                          else fixed_candidates(members.names, weights)[choice.name][1](members.test), np.float32)
     fallback = _fallback_rows(members)

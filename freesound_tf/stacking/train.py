@@ -77,15 +77,17 @@ class StackerFit:
 
 
 def fit_stacker(member_oof: np.ndarray, labels: np.ndarray, member_test: np.ndarray, weights: Sequence[float],
-                config: StackerConfig, out_dir: Path | None, multilabel: bool = True, verbose: int = 0) -> StackerFit:
-    """Train ``config.folds.n_splits`` stackers on ``member_oof`` (clips, classes, members).
+                config: StackerConfig, out_dir: Path | None, multilabel: bool = True, verbose: int = 0,
+                groups: Sequence[str] | None = None) -> StackerFit:
+    """Train ``config.folds.n_splits`` stackers on ``member_oof`` (clips, classes, members); with ``groups``
+    (the members' recording / speaker per clip), clips of one group share a stacker fold.
 
     Saves ``stacker_fold{k}.keras`` into ``out_dir`` and prints a line per fold; with ``out_dir=None``
     (the nested check of :mod:`freesound_tf.stacking.choice`) neither.
     """
     n_classes = labels.shape[1]
     labels = labels.astype(np.float32)
-    folds = make_folds(labels, config.folds.n_splits, config.folds.seed, multilabel=multilabel)
+    folds = make_folds(labels, config.folds.n_splits, config.folds.seed, multilabel=multilabel, groups=groups)
     oof = np.full(labels.shape, np.nan, np.float32)
     test = np.zeros((member_test.shape[0], n_classes), np.float32)
     summaries, paths = [], []

@@ -200,8 +200,9 @@ class MemberTrainer:
               f"{summary['val_clips']} val clips, {summary['seconds']:.0f} s)", flush=True)
         return summary
 
-    def folds(self, cache: WaveformCache, labels: np.ndarray) -> np.ndarray:
-        """Fold id per cache row: made once per run, then read back so a resumed run keeps them."""
+    def folds(self, cache: WaveformCache, labels: np.ndarray, groups: list[str] | None = None) -> np.ndarray:
+        """Fold id per cache row (clips of one group share a fold): made once per run, then read back so a
+        resumed run keeps them."""
         path = self.run_dir / "folds.csv"
         if path.exists():
             table = load_folds(path).set_index("fname")
@@ -210,7 +211,7 @@ class MemberTrainer:
                                  "start a new run folder")
             return table.loc[list(cache.fnames), "fold"].to_numpy()
         cfg = self.recipe.folds
-        folds = make_folds(labels, cfg.n_splits, cfg.seed, multilabel=self.multilabel)
+        folds = make_folds(labels, cfg.n_splits, cfg.seed, multilabel=self.multilabel, groups=groups)
         save_folds(path, cache.fnames, folds)
         return folds
 
@@ -238,7 +239,8 @@ class MemberTrainer:
         with split.open() as curated:
             labels = split.labels(curated)
             write_priors(self.run_dir, self.data.layout.classes, labels)
-            folds = self.folds(curated, labels)
+            groups = split.groups(curated)
+            folds = self.folds(curated, labels, groups)
             pretrained = self.pretrain(curated, labels)
             test = test_split.open() if test_split is not None else None
             noisy = self.noisy_clips()
@@ -249,7 +251,7 @@ class MemberTrainer:
                 finished = [k for k in range(self.recipe.folds.n_splits)
                             if (self.run_dir / f"fold{k}" / "done.json").exists()]
                 summaries = [json.loads((self.run_dir / f"fold{k}" / "done.json").read_text()) for k in finished]
-                return self._collect(curated, labels, folds, finished, summaries, test, test_split)
+                return self._collect(curated, labels, folds, finished, summaries, test, test_split, groups)
             finally:
                 if test is not None:
                     test.close()
@@ -266,14 +268,14 @@ class MemberTrainer:
         with atomic_path(self.run_dir / "skipped.csv") as tmp:
             pd.DataFrame(rows, columns=["split", "fname", "reason"]).to_csv(tmp, index=False)
 
-    def _collect(self, curated, labels, folds, wanted, summaries, test, test_split) -> MemberResult:
+    def _collect(self, curated, labels, folds, wanted, summaries, test, test_split, groups) -> MemberResult:
         oof = np.full(labels.shape, np.nan, np.float32)
         for k in wanted:
             oof[folds == k] = np.load(self.run_dir / f"fold{k}" / "oof.npy")
         covered = np.isin(folds, wanted)
         np.save(self.run_dir / "oof.npy", oof)
         np.save(self.run_dir / "oof_labels.npy", labels)  # so stacking never needs the data folder
-        _write_scores_csv(self.run_dir / "oof.csv", curated.fnames, oof, self.classes, folds)
+        _write_scores_csv(self.run_dir / "oof.csv", curated.fnames, oof, self.classes, folds, groups)
         if labels[covered].any():
             per_class, _ = per_class_lwlrap(labels[covered], oof[covered])
         else:
@@ -384,11 +386,13 @@ def _number(value: float | None) -> str:
 
 
 def _write_scores_csv(path: Path, fnames, scores: np.ndarray, classes: list[str],
-                      folds: np.ndarray | None = None) -> None:
+                      folds: np.ndarray | None = None, groups: list[str] | None = None) -> None:
     table = pd.DataFrame(scores, columns=classes)
     table.insert(0, "fname", list(fnames))
     if folds is not None:
         table.insert(1, "fold", folds)
+    if groups is not None:  # stacking keeps whole groups in its folds too
+        table.insert(table.columns.get_loc("fname") + 1, "group", groups)
     table.to_csv(path, index=False, float_format="%.6f")
 
 

@@ -117,3 +117,52 @@ def test_load_folds_errors(tmp_path):
         load_folds(path)
     with pytest.raises(ValueError, match="2 fnames but 3 fold ids"):
         save_folds(path, ["a", "b"], np.array([0, 1, 2]))
+
+
+def recordings(n_clips: int, seed: int = 0) -> np.ndarray:
+    """Recording id per clip: recordings of 1 to 12 clips (a few long ones dominate, as in real data)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.minimum(rng.geometric(0.25, n_clips), 12)
+    return np.repeat([f"rec{i}" for i in range(n_clips)], sizes)[:n_clips]
+
+
+def test_group_folds_never_split_a_recording_and_stay_balanced():
+    labels = multilabel_targets(n=300)
+    groups = recordings(300)
+    folds = make_folds(labels, n_splits=5, seed=1, groups=groups)
+    assert set(folds) == set(range(5))
+    for group in set(groups):
+        assert len(set(folds[groups == group])) == 1, group
+    # Whole recordings cost some balance, but far less than assigning them at random does.
+    rng = np.random.default_rng(0)
+    unique = sorted(set(groups))
+    random_folds = dict(zip(unique, rng.integers(0, 5, len(unique))))
+    random_deviation = class_count_deviation(labels, np.array([random_folds[g] for g in groups]), 5)
+    assert class_count_deviation(labels, folds, 5) < 0.6 * random_deviation
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 12  # at most one recording's worth apart
+
+
+def test_group_folds_are_deterministic_and_an_empty_group_is_a_clip_of_its_own():
+    labels = multilabel_targets(n=60)
+    groups = np.where(np.arange(60) < 40, recordings(60), "")
+    a = make_folds(labels, 3, seed=5, groups=groups)
+    np.testing.assert_array_equal(a, make_folds(labels, 3, seed=5, groups=list(groups)))
+    assert not np.array_equal(a, make_folds(labels, 3, seed=6, groups=groups))
+    assert len(set(a[40:])) == 3  # the 20 ungrouped clips spread over the folds
+
+
+def test_single_label_group_folds():
+    one_hot = np.eye(4, dtype=np.float32)[np.arange(80) % 4]
+    groups = np.array([f"speaker{i % 20}" for i in range(80)])  # 4 clips of one class each
+    folds = make_folds(one_hot, n_splits=4, seed=0, multilabel=False, groups=groups)
+    assert all(len(set(folds[groups == g])) == 1 for g in set(groups))
+    assert (np.stack([one_hot[folds == k].sum(0) for k in range(4)]) > 0).all()
+
+
+def test_group_fold_errors_name_the_fix():
+    labels = multilabel_targets(n=10)
+    with pytest.raises(ValueError, match="only 2 group.*lower folds.n_splits"):
+        make_folds(labels, 3, seed=0, groups=["a"] * 5 + ["b"] * 5)
+    with pytest.raises(ValueError, match="9 group ids for 10 clips"):
+        make_folds(labels, 3, seed=0, groups=["a"] * 9)

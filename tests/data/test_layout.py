@@ -367,3 +367,24 @@ def test_split_table_subset(tmp_path):
     np.testing.assert_array_equal(part.manually_verified, [True, True])
     masked = table.subset(np.array([False, True, False]))
     assert masked.fnames == ["b"] and masked.paths() == [tmp_path / "b"]
+
+
+def test_a_group_column_names_each_training_clips_recording(tmp_path):
+    make_fat2019(tmp_path)
+    write_text(tmp_path / "train_curated.csv", 'fname,labels,group\nc1.wav,Bark,rec7\nc2.wav,"Bark",rec7\nc3.wav,Bark,\n')
+    layout = load_layout(tmp_path)
+    assert layout.splits["curated"].groups == ["rec7", "rec7", ""]
+    assert layout.splits["curated"].subset([2, 0]).groups == ["", "rec7"]
+    assert layout.splits["noisy"].groups is None and layout.splits["test"].groups is None
+    # Only the training CSV takes it: the noisy split never makes folds.
+    write_text(tmp_path / "train_noisy.csv", "fname,labels,group\nn1.wav,Bark,r1\n")
+    expect_error(tmp_path, "train_noisy.csv", 1, "unexpected column(s) ['group']", "exactly")
+
+
+def test_the_fat2018_train_csv_takes_a_group_column_too(tmp_path):
+    make_fat2018(tmp_path)
+    text = (tmp_path / "train.csv").read_text().splitlines()
+    rows = [text[0] + ",group"] + [f"{line},speaker{i % 2}" for i, line in enumerate(text[1:])]
+    write_text(tmp_path / "train.csv", "\n".join(rows) + "\n")
+    groups = load_layout(tmp_path).splits["train"].groups
+    assert groups == [f"speaker{i % 2}" for i in range(len(rows) - 1)]

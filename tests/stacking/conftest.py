@@ -13,7 +13,7 @@ from freesound_tf.data.layout import ClassMap
 
 def write_run(run_dir: Path, name: str, classes: list[str], fnames: list[str], oof: np.ndarray,
               labels: np.ndarray, test_fnames: list[str], test: np.ndarray, test_labels: np.ndarray | None = None,
-              multilabel: bool = True) -> Path:
+              multilabel: bool = True, groups: list[str] | None = None) -> Path:
     """A run folder as `train_member` leaves it, as far as stacking is concerned."""
     run_dir.mkdir(parents=True)
     (run_dir / "recipe.toml").write_text(tomli_w.dumps(to_dict(Recipe(name=name))))
@@ -23,6 +23,8 @@ def write_run(run_dir: Path, name: str, classes: list[str], fnames: list[str], o
         np.save(run_dir / f"{stem}.npy", scores.astype(np.float32))
         table = pd.DataFrame(scores, columns=classes)
         table.insert(0, "fname", rows)
+        if stem == "oof" and groups is not None:
+            table.insert(1, "group", groups)
         table.to_csv(run_dir / f"{stem}.csv", index=False)
     np.save(run_dir / "oof_labels.npy", labels.astype(np.float32))
     if test_labels is not None:

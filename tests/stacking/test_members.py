@@ -78,3 +78,13 @@ def test_unfinished_runs_name_the_missing_file(make_run, tmp_path):
         load_members([tmp_path / "nowhere"])
     with pytest.raises(ValueError, match="no member runs given"):
         load_members([])
+
+
+def test_the_group_column_of_the_first_member_follows_the_oof_clips(make_run):
+    oof, labels, test, _ = _data(0)
+    groups = ["r0", "r0", "r1", "r1", "r2", "r2"]
+    run_a = make_run("a", CLASSES, FNAMES, oof, labels, TEST_FNAMES, test, groups=groups)
+    oof[0] = np.nan  # clip0 unscored by member b: left out, with its group
+    run_b = make_run("b", CLASSES, FNAMES, oof, labels, TEST_FNAMES, test)
+    assert load_members([run_a, run_b]).groups == tuple(groups[1:])
+    assert load_members([run_b, run_a]).groups is None  # the first member's oof.csv decides

@@ -123,3 +123,31 @@ def test_single_label_stacking_reports_map3_and_submits_top_3_labels(make_run, t
         scores = np.exp(np.log(np.maximum(both, 1e-7)).mean(0)) if chosen == "geometric_mean" else both.mean(0)
     expected = [" ".join(classes[i] for i in np.argsort(-row, kind="stable")[:3]) for row in scores]
     assert list(submission["label"]) == expected
+
+
+def test_stacker_and_selection_folds_keep_each_recording_whole(make_run, tmp_path, monkeypatch):
+    """Members trained on a CSV with a group column pass it on (oof.csv): the stacker's folds and the
+    nested check's outer folds never split a recording, so the stacker's OOF is scored on unheard ones."""
+    import freesound_tf.stacking.choice as choice_module
+
+    rng = np.random.default_rng(0)
+    classes = ["cat", "dog", "owl"]
+    fnames, test_fnames = [f"c{i}.wav" for i in range(36)], ["t0.wav", "t1.wav"]
+    groups = [f"rec{i // 4}" for i in range(36)]  # 9 recordings of 4 clips
+    labels = np.eye(3)[(np.arange(36) // 4) % 3]
+    runs = [make_run(name, classes, fnames, np.clip(labels * 0.5 + rng.random((36, 3)) * 0.5, 0, 1), labels,
+                     test_fnames, rng.random((2, 3)), groups=groups) for name in ("m1", "m2")]
+    outer_folds = []
+    make_folds = choice_module.make_folds
+    monkeypatch.setattr(choice_module, "make_folds",
+                        lambda *a, **k: outer_folds.append(make_folds(*a, **k)) or outer_folds[-1])
+    recipe = tmp_path / "small.toml"
+    recipe.write_text(SMALL_RECIPE)
+    run_stacking(recipe, runs, tmp_path / "stack")
+
+    stacker_folds = pd.read_csv(tmp_path / "stack" / "stacker_folds.csv")
+    assert list(stacker_folds["fname"]) == fnames
+    for folds in (stacker_folds["fold"].to_numpy(), *outer_folds):
+        by_group = pd.Series(folds).groupby(groups).nunique()
+        assert (by_group == 1).all() and len(set(folds)) == 2
+    assert len(outer_folds) == 1

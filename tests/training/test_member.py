@@ -162,3 +162,28 @@ def test_a_run_folder_refuses_a_different_recipe(tiny_demo, tmp_path):
     changed = replace(recipe, pipeline=replace(recipe.pipeline, batch_size=4))
     with pytest.raises(ConfigError, match="different recipe"):
         train_member(changed, data, tmp_path / "run", verbose=0)
+
+
+def test_a_group_column_keeps_each_recording_in_one_fold(tiny_demo, tmp_path):
+    """train_curated.csv with a group column: folds.csv never splits a recording, and oof.csv carries
+    the groups on to stacking."""
+    grouped = tmp_path / "grouped"
+    grouped.mkdir()
+    for entry in tiny_demo.iterdir():
+        (grouped / entry.name).symlink_to(entry)
+    (grouped / "train_curated.csv").unlink()
+    curated = pd.read_csv(tiny_demo / "train_curated.csv")
+    groups = [f"rec{i % 7}" for i in range(len(curated))]
+    curated.assign(group=groups).to_csv(grouped / "train_curated.csv", index=False)
+
+    recipe = replace(_tiny_recipe(pretrain=StageConfig(epochs=0), finetune=StageConfig(epochs=1)),
+                     model=ModelConfig(name="test_memorizer", use_length=False))
+    data = prepare_data(grouped, recipe.audio, tmp_path / "work", splits=["curated"], workers=1, progress=False)
+    train_member(recipe, data, tmp_path / "run", verbose=0)
+    folds = pd.read_csv(tmp_path / "run" / "folds.csv").set_index("fname")["fold"]
+    group_of = dict(zip(curated["fname"], groups))
+    assert folds.groupby(folds.index.map(group_of)).nunique().eq(1).all()
+    assert folds.nunique() == 3
+    oof = pd.read_csv(tmp_path / "run" / "oof.csv", keep_default_na=False)
+    assert list(oof.columns[:3]) == ["fname", "group", "fold"]
+    assert list(oof["group"]) == [group_of[f] for f in oof["fname"]]
