@@ -9,8 +9,9 @@ speed and can be traced for TPUs. Every batch follows the same steps as the nump
    ``Dataset.random(seed + shard)``): the crop length, each clip's crop offset (uniform over the
    ``|length - crop| + 1`` positions; short clips are placed at that offset inside zeros), the mixup
    partners and weights, and the mixed labels and side inputs;
-3. per clip, the crop read from the int16 samples and scaled to float (``tf.quantization.dequantize``,
-   which also applies the mixup weight), plus the partner's crop when the clip is mixed.
+3. per batch, one function (XLA-compiled when the crop length is fixed) cuts every clip's window from
+   the int16 samples, zeroes what lies outside the clip, scales it to float with its mixup weight and
+   adds its partner's window (:func:`memory_waves`, :func:`mixed_waves`): one pass over the batch.
 
 The int16 samples come from a :class:`MemorySource` (the whole cache as one flat tensor) when they fit
 ``pipeline.graph_memory_fraction`` of the machine's memory, otherwise from a :class:`RecordSource`
@@ -30,6 +31,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla
 
 from freesound_tf.config import AugmentConfig, ConfigError, PipelineConfig
 from freesound_tf.data import tfrecords
@@ -39,7 +41,6 @@ from freesound_tf.data.pipeline import ALL_INPUTS, TrainInput
 
 SHUFFLE_BYTES = 64 << 20  # records held by a RecordSource's shuffle buffer (on top of shuffled shards), in bytes
 PY_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
-assert PCM_SCALE == np.iinfo(np.int16).max, "_scaled's dequantization divides by the largest int16"
 
 
 @dataclass(frozen=True)
@@ -99,19 +100,6 @@ def mix_labels(y: tf.Tensor, partner: tf.Tensor, weight: tf.Tensor, rule: str) -
     return mix_rows(y, partner, weight)
 
 
-def _scaled(pcm: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
-    """int16 samples -> float32 ``scale * pcm / 32767`` (the cache's ``PCM_SCALE``) in one pass: "SCALED"
-    dequantization of a symmetric range divides by the largest qint16, 32767."""
-    return tf.quantization.dequantize(tf.bitcast(pcm, tf.qint16), -scale, scale, mode="SCALED")
-
-
-def _window(pcm: tf.Tensor, before: tf.Tensor, length: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
-    """``pcm`` scaled and zero-padded to ``length`` samples, ``before`` zeros first."""
-    x = _scaled(pcm, scale)
-    after = length - tf.cast(tf.size(pcm), tf.int64) - before
-    return tf.pad(x, [[before, after]])
-
-
 def crop_window(length: tf.Tensor, crop: tf.Tensor, position: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(start, size, before) of the crop of a clip of ``length`` samples: ``size`` samples from ``start``,
     after ``before`` zeros. ``position`` uniform in [0, 1) makes the offset uniform over the
@@ -120,6 +108,38 @@ def crop_window(length: tf.Tensor, crop: tf.Tensor, position: tf.Tensor) -> tupl
     offset = tf.minimum(tf.cast(position * tf.cast(span + 1, tf.float64), tf.int64), span)
     long = length >= crop
     return tf.where(long, offset, 0), tf.minimum(length, crop), tf.where(long, tf.zeros_like(offset), offset)
+
+
+def mixed_waves(pcm: tf.Tensor, valid: tf.Tensor | None, weight: tf.Tensor, partner: tf.Tensor) -> tf.Tensor:
+    """(batch, crop) float32: row i is ``weight[i]`` x crop i + (1 - ``weight[i]``) x crop ``partner[i]``.
+
+    ``pcm``: the batch's int16 windows; ``valid``: where they hold the clip (elsewhere zeros), None when
+    they are zero-padded already. Each crop is scaled by its share / 32767 (the cache's ``PCM_SCALE``)
+    in one multiply, so an unmixed row (weight 1) is exactly its dequantized crop.
+    """
+    own = tf.cast(pcm, tf.float32) * (weight / PCM_SCALE)[:, None]
+    other = tf.cast(tf.gather(pcm, partner), tf.float32) * ((1.0 - weight) / PCM_SCALE)[:, None]
+    if valid is not None:
+        own, other = tf.where(valid, own, 0.0), tf.where(tf.gather(valid, partner), other, 0.0)
+    return own + other
+
+
+def memory_waves(samples: tf.Tensor, first: tf.Tensor, before: tf.Tensor, size: tf.Tensor, weight: tf.Tensor,
+                 partner: tf.Tensor, crop: int | tf.Tensor, compiled: bool = False) -> tf.Tensor:
+    """:func:`mixed_waves` of the windows ``samples[first[i]:first[i] + crop]`` of a zero-margined flat
+    tensor; the clip fills ``[before[i], before[i] + size[i])`` of window i. ``compiled``: traced for XLA,
+    where a window is an XLA dynamic slice (``tf.slice`` would make its start a compile-time constant,
+    one compilation per batch)."""
+    if compiled:
+        def cut(at: tf.Tensor) -> tf.Tensor:
+            return xla.dynamic_slice(samples, tf.reshape(at, [1]), [crop])
+    else:
+        def cut(at: tf.Tensor) -> tf.Tensor:
+            return tf.slice(samples, [at], [crop])
+    pcm = tf.map_fn(cut, first, fn_output_signature=tf.int16)
+    t = tf.range(tf.cast(crop, tf.int64), dtype=tf.int64)[None, :]
+    valid = (t >= before[:, None]) & (t < (before + size)[:, None])
+    return mixed_waves(pcm, valid, weight, partner)
 
 
 def total_memory() -> int:
@@ -140,48 +160,48 @@ def fits_in_memory(cache: WaveformCache, config: PipelineConfig) -> bool:
 
 
 class MemorySource:
-    """All int16 samples of a cache as one flat tensor (zero-copy from an aligned numpy buffer), with the
-    per-clip arrays; shared by every training input over the same cache file while any is alive. A
-    :class:`JoinedCache` gets its parts' samples back to back (one copy, for its lifetime)."""
+    """All int16 samples of a cache as one flat tensor (zero-copy from an aligned numpy buffer) with
+    ``margin`` zeros before and after, so that any window of up to ``margin`` samples around a clip is
+    one fixed-size slice; ``offsets`` are the clips' starts in it. Shared by every training input over the
+    same cache file and margin while any is alive. A :class:`JoinedCache` gets its parts back to back
+    (one copy, for its lifetime)."""
 
     _loaded: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
-    def __init__(self, samples: tf.Tensor, features: tf.Tensor, offsets: np.ndarray, steps: int) -> None:
-        self.samples, self.features, self.steps = samples, features, steps
+    def __init__(self, samples: tf.Tensor, features: tf.Tensor, offsets: np.ndarray, steps: int, margin: int) -> None:
+        self.samples, self.features, self.steps, self.margin = samples, features, steps, margin
         self.offsets = tf.constant(offsets, tf.int64)
 
     @classmethod
-    def _read(cls, cache: WaveformCache) -> MemorySource:
+    def _read(cls, cache: WaveformCache, margin: int) -> MemorySource:
         with h5py.File(cache.path, "r") as f:
             samples, features = f["samples"], f["global_features"]
-            buffer = _aligned_empty(len(samples), np.int16)
+            n = len(samples)
+            buffer = _aligned_empty(n + 2 * margin, np.int16)
+            buffer[:margin], buffer[margin + n:] = 0, 0
             step = 1 << 24
-            for start in range(0, len(samples), step):  # blocks: no second full-size copy
-                block = np.s_[start:min(start + step, len(samples))]
-                samples.read_direct(buffer, block, block)
+            for start in range(0, n, step):  # blocks: no second full-size copy
+                stop = min(start + step, n)
+                samples.read_direct(buffer, np.s_[start:stop], np.s_[margin + start:margin + stop])
             with tf.device("/cpu:0"):
                 flat = tf.experimental.dlpack.from_dlpack(buffer.__dlpack__())
-                return cls(flat, tf.constant(features[()]), cache.offsets, cache.steps)
+                return cls(flat, tf.constant(features[()]), cache.offsets + margin, cache.steps, margin)
 
     @classmethod
-    def of(cls, cache: WaveformCache | JoinedCache) -> MemorySource:
+    def of(cls, cache: WaveformCache | JoinedCache, margin: int = 0) -> MemorySource:
         if isinstance(cache, JoinedCache):
-            first, second = cls.of(cache.first), cls.of(cache.second)
+            first, second = cls.of(cache.first, margin), cls.of(cache.second, margin)
             with tf.device("/cpu:0"):
                 return cls(tf.concat([first.samples, second.samples], 0),
                            tf.concat([first.features, second.features], 0),
                            np.concatenate([first.offsets.numpy(), second.offsets.numpy() + int(first.samples.shape[0])]),
-                           cache.steps)
+                           cache.steps, margin)
         st = cache.path.stat()
-        key = (str(cache.path.resolve()), st.st_size, st.st_mtime_ns)
+        key = (str(cache.path.resolve()), st.st_size, st.st_mtime_ns, margin)
         source = cls._loaded.get(key)
         if source is None:
-            source = cls._loaded[key] = cls._read(cache)
+            source = cls._loaded[key] = cls._read(cache, margin)
         return source
-
-    def read(self, row: tf.Tensor, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
-        begin = tf.gather(self.offsets, row) + start
-        return self.samples[begin:begin + size]
 
 
 class RecordSource:
@@ -256,8 +276,12 @@ class GraphTrainInput(TrainInput):
         if source == "records" and isinstance(cache, JoinedCache):
             raise ConfigError(f"{cache.second.path}: clips joined from two caches have no TFRecords; read them "
                               "from memory (source 'memory') or set pipeline.loader = 'python'")
-        self.source = MemorySource.of(cache) if source == "memory" else RecordSource(cache)
+        self.source = MemorySource.of(cache, self._longest_crop()) if source == "memory" else RecordSource(cache)
         self.spec = MixupSpec.from_config(config)
+        # A fixed crop length gives every batch one shape: XLA fuses cropping, scaling and mixing into one pass.
+        fixed = self.length_range is None
+        self._memory_waves = tf.function(memory_waves, jit_compile=fixed, autograph=False)
+        self._mixed_waves = tf.function(mixed_waves, jit_compile=fixed, autograph=False)
         with tf.device("/cpu:0"):  # captured by the dataset functions, not copied into them
             self._lengths = tf.constant(cache.lengths, tf.int64)
             self._length_feature = tf.constant(cache.length_feature, tf.float32)[:, None]
@@ -292,9 +316,7 @@ class GraphTrainInput(TrainInput):
                 self._record_plan)
         else:
             plans = tf.data.Dataset.zip(self._rows(batch, n_batches).shard(shards, shard), seeds).map(self._plan)
-        examples = plans.unbatch().map(self._example, num_parallel_calls=tf.data.AUTOTUNE)
-        # unbatch hides the epoch's length from Keras (progress bar, steps per epoch); it is known.
-        ds = examples.batch(batch, drop_remainder=True).apply(
+        ds = plans.map(self._batch, num_parallel_calls=tf.data.AUTOTUNE).apply(
             tf.data.experimental.assert_cardinality(len(range(shard, n_batches, shards))))
         options = tf.data.Options()
         # tf.data's graph rewrites serialize the dataset, which copies the captured samples tensor.
@@ -339,6 +361,9 @@ class GraphTrainInput(TrainInput):
         crops = tf.data.Dataset.zip(stream, positions, lengths).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
         return crops.batch(batch, drop_remainder=True)
 
+    def _longest_crop(self) -> int:
+        return self.crop_len if self.length_range is None else int(self.length_range[1])
+
     def _crop_length(self, seed: tf.Tensor) -> tf.Tensor:
         """The batch's crop length: ``crop_seconds``, or uniform in ``length_range`` (seed 002)."""
         if self.length_range is None:
@@ -352,24 +377,21 @@ class GraphTrainInput(TrainInput):
         crop = self._crop_length(seed)
         position = tf.random.stateless_uniform((n,), _seed(seed, 1), dtype=tf.float64)
         start, size, before = crop_window(tf.gather(self._lengths, rows), crop, position)
-        plan = {"key": rows, "start": start, "size": size, "before": before, "crop": tf.fill((n,), crop)}
+        # Window i starts `before` samples ahead of its clip's first sample (into the margin or the clip before).
+        first = tf.gather(self.source.offsets, rows) + start - before
+        plan = {"first": first, "before": before, "size": size, "crop": crop}
         return self._mix_plan(plan, rows, tf.gather(self.source.features, rows), seed)
 
     def _record_plan(self, batch: tuple[tf.Tensor, tf.Tensor, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
         """The same for a batch of records, whose crops are cut already (the key is the crop itself)."""
         rows, crops, features = batch
-        n, crop = tf.size(rows), tf.shape(crops, tf.int64)[1]
-        zeros = tf.zeros((n,), tf.int64)
-        plan = {"key": crops, "start": zeros, "size": tf.fill((n,), crop), "before": zeros, "crop": tf.fill((n,), crop)}
-        return self._mix_plan(plan, rows, features, seed)
+        return self._mix_plan({"crops": crops}, rows, features, seed)
 
     def _mix_plan(self, plan: dict[str, tf.Tensor], rows: tf.Tensor, features: tf.Tensor,
                   seed: tf.Tensor) -> dict[str, tf.Tensor]:
         """Adds the mixup partners and weights, the mixed labels and the side inputs to a batch's plan."""
         partner, weight = draw_mixup(tf.size(rows), seed, self._mixup.read_value(), self.spec)
-        plan = {**plan, "weight": weight}
-        for name in ("key", "start", "size", "before"):
-            plan["partner_" + name] = tf.gather(plan[name], partner)
+        plan = {**plan, "weight": weight, "partner": partner}
         side = {}
         if "global_features" in self.inputs:
             side["global_features"] = features
@@ -380,24 +402,18 @@ class GraphTrainInput(TrainInput):
         plan["labels"] = mix_labels(tf.gather(self._labels, rows), partner, weight, self.spec.label_rule)
         return {**plan, **side}
 
-    def _read(self, key: tf.Tensor, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
-        """int16 samples: a row's slice of the memory source, or a record's crop (cut already) as it is."""
-        return self.source.read(key, start, size) if isinstance(self.source, MemorySource) else key
-
-    def _example(self, plan: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        weight, crop = plan["weight"], plan["crop"]
-        wave = _window(self._read(plan["key"], plan["start"], plan["size"]), plan["before"], crop, weight)
-
-        def with_partner() -> tf.Tensor:
-            pcm = self._read(plan["partner_key"], plan["partner_start"], plan["partner_size"])
-            return wave + _window(pcm, plan["partner_before"], crop, 1.0 - weight)
-
-        wave = tf.cond(weight < 1.0, with_partner, lambda: wave)
+    def _batch(self, plan: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        weight, partner = plan["weight"], plan["partner"]
+        if isinstance(self.source, MemorySource):
+            fixed = self.length_range is None
+            wave = self._memory_waves(self.source.samples, plan["first"], plan["before"], plan["size"], weight,
+                                      partner, self.crop_len if fixed else plan["crop"], fixed)
+        else:
+            wave = self._mixed_waves(plan["crops"], None, weight, partner)
         if self.length_range is None:
-            wave = tf.ensure_shape(wave, (self.crop_len,))  # static shapes for XLA and TPUs
+            wave = tf.ensure_shape(wave, (None, self.crop_len))  # static shapes for XLA and TPUs
         features = {name: wave if name == "waveform" else plan[name] for name in self.inputs}
         return features, plan["labels"]
-
 
 
 def python_only(config: PipelineConfig, augment: AugmentConfig) -> str:
