@@ -1,7 +1,9 @@
 """Tagging quality on real recordings the models never heard: the UrbanSound8K subset, two splits.
 
 Each split is the shared subset in the FAT2019 layout, its test clips from recordings heard nowhere
-in training (``make_fat_layout.py`` splits a fold by source recording):
+in training (``make_fat_layout.py`` splits a fold by source recording), its curated CSV with each
+clip's recording as the ``group`` column (bench/shared_layout.py), so the curated folds keep every
+recording whole and OOF scores, like test scores, are on recordings the model never heard:
   A   curated from fold 1; noisy and test from fold 2 (seed 7, the tool's default)
   B   the folds swapped: curated from fold 2; noisy and test from fold 1 (seed 8)
 Per split, side by side on the same test clips (OOF and test lwlrap, minutes):

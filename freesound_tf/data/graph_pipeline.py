@@ -312,11 +312,12 @@ class GraphTrainInput(TrainInput):
         batch = cfg.batch_size if self.drop_remainder else len(self.indices)
         seeds = tf.data.Dataset.random(seed=cfg.seed + shard, rerandomize_each_iteration=True)
         if isinstance(self.source, RecordSource):
-            plans = tf.data.Dataset.zip(self._record_crops(batch, n_batches, shards, shard), seeds).map(
-                self._record_plan)
+            inputs, plan = tf.data.Dataset.zip(self._record_crops(batch, n_batches, shards, shard), seeds), self._record_plan
         else:
-            plans = tf.data.Dataset.zip(self._rows(batch, n_batches).shard(shards, shard), seeds).map(self._plan)
-        ds = plans.map(self._batch, num_parallel_calls=tf.data.AUTOTUNE).apply(
+            inputs, plan = tf.data.Dataset.zip(self._rows(batch, n_batches).shard(shards, shard), seeds), self._plan
+        # Plan and batch in one function: a plan depends on its batch's seed alone, so batches run in parallel.
+        ds = inputs.map(lambda batch_input, seed: self._batch(plan(batch_input, seed)),
+                        num_parallel_calls=tf.data.AUTOTUNE).apply(
             tf.data.experimental.assert_cardinality(len(range(shard, n_batches, shards))))
         options = tf.data.Options()
         # tf.data's graph rewrites serialize the dataset, which copies the captured samples tensor.
