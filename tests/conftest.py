@@ -39,3 +39,8 @@ def tiny_runs(tmp_path_factory) -> list[Path]:
         data = prepare_data(demo, recipe.audio, root / "work", splits=["curated", "test"], workers=1, progress=False)
         runs.append(train_member(recipe, data, root / "runs" / recipe.name, verbose=0).run_dir)
     return runs
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests (marked ``runs_first``) go first, so parallel workers (``-n``) finish together."""
+    items.sort(key=lambda item: item.get_closest_marker("runs_first") is None)

@@ -6,10 +6,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.runs_first
 def test_run_sh_runs_the_whole_pipeline_on_a_tiny_demo_set(tmp_path):
     (tmp_path / "input").mkdir()  # empty: run.sh must fall back to the demo set
     env = {**os.environ, "FREESOUND_TF_NO_SETUP": "1", "VENV": sys.prefix, "INPUT": str(tmp_path / "input"),

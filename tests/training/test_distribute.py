@@ -79,6 +79,7 @@ def _files(run_dir: Path) -> set[str]:
             if p.is_file() and "tensorboard" not in p.parts and p.name != "runs.jsonl"}
 
 
+@pytest.mark.runs_first
 def test_two_local_workers_train_one_member_like_one_process(tmp_path: Path, tiny_runs) -> None:
     """Two processes on loopback ports train the tiny demo member for one epoch under
     MultiWorkerMirroredStrategy; the chief's run folder has what a one-process run has, and the

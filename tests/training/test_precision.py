@@ -142,6 +142,7 @@ def test_checkpoint_keeps_policy_and_loss_scaling_under_a_float32_global_policy(
     assert float(restored.optimizer.dynamic_scale) == float(model.optimizer.dynamic_scale) > 1.0
 
 
+@pytest.mark.runs_first
 def test_mixed_bfloat16_xla_member_trains_and_exports_float32(tmp_path):
     from freesound_tf.data.demo import make_demo_dataset
     from freesound_tf.data.prepare import prepare_data
