@@ -168,8 +168,8 @@ class MemorySource:
 
     _loaded: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
-    def __init__(self, samples: tf.Tensor, features: tf.Tensor, offsets: np.ndarray, steps: int, margin: int) -> None:
-        self.samples, self.features, self.steps, self.margin = samples, features, steps, margin
+    def __init__(self, samples: tf.Tensor, features: tf.Tensor, offsets: np.ndarray, steps: int) -> None:
+        self.samples, self.features, self.steps = samples, features, steps
         self.offsets = tf.constant(offsets, tf.int64)
 
     @classmethod
@@ -185,7 +185,7 @@ class MemorySource:
                 samples.read_direct(buffer, np.s_[start:stop], np.s_[margin + start:margin + stop])
             with tf.device("/cpu:0"):
                 flat = tf.experimental.dlpack.from_dlpack(buffer.__dlpack__())
-                return cls(flat, tf.constant(features[()]), cache.offsets + margin, cache.steps, margin)
+                return cls(flat, tf.constant(features[()]), cache.offsets + margin, cache.steps)
 
     @classmethod
     def of(cls, cache: WaveformCache | JoinedCache, margin: int = 0) -> MemorySource:
@@ -195,7 +195,7 @@ class MemorySource:
                 return cls(tf.concat([first.samples, second.samples], 0),
                            tf.concat([first.features, second.features], 0),
                            np.concatenate([first.offsets.numpy(), second.offsets.numpy() + int(first.samples.shape[0])]),
-                           cache.steps, margin)
+                           cache.steps)
         st = cache.path.stat()
         key = (str(cache.path.resolve()), st.st_size, st.st_mtime_ns, margin)
         source = cls._loaded.get(key)
@@ -384,7 +384,7 @@ class GraphTrainInput(TrainInput):
         return self._mix_plan(plan, rows, tf.gather(self.source.features, rows), seed)
 
     def _record_plan(self, batch: tuple[tf.Tensor, tf.Tensor, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The same for a batch of records, whose crops are cut already (the key is the crop itself)."""
+        """The same for a batch of records, whose crops are cut already (cut and zero-padded already: only the mixup is planned)."""
         rows, crops, features = batch
         return self._mix_plan({"crops": crops}, rows, features, seed)
 
