@@ -112,24 +112,28 @@ def _fsync(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = ".tmp", durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is synced and renamed to ``path`` in one step.
 
     On an exception the temporary file is removed and ``path`` keeps its previous content; a kill
     leaves at most a hidden ``.<name>.<pid>.<random><suffix>`` file, never a partial ``path``.
     ``suffix`` lets writers that check the extension (Keras wants ``.keras``) accept the name.
+    ``durable=False`` skips the syncs (a kill still never shows a partial file; a power cut may
+    leave an empty or torn one): for files whose reader detects that and rebuilds them.
     """
     path = Path(path)
     tmp = temp_name(path, suffix)
     try:
         yield tmp
-        _fsync(tmp)
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        _fsync(path.parent)
+    if durable:
+        with contextlib.suppress(OSError):  # make the rename itself durable
+            _fsync(path.parent)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

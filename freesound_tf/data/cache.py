@@ -16,8 +16,8 @@ File layout (every part file written during a build has the same layout):
 - ``skipped_fnames``/``skipped_reasons``/``skipped_source_keys`` utf-8: clips that could not be decoded
 - attributes: the audio settings, ``key``, ``format_version`` and ``complete`` (written last)
 
-A build decodes the clips missing from the existing file in worker processes and writes
-each finished shard atomically to ``<file>.parts/``; an interrupted build (exception,
+A build decodes the clips missing from the existing file in worker processes; each worker
+writes every shard it finishes atomically to ``<file>.parts/`` (only names cross processes); an interrupted build (exception,
 Ctrl-C, SIGKILL) resumes from those parts. Once every clip is accounted for, the old file
 and the parts are merged into a new file that atomically replaces the old one. Clips that
 fail to decode are skipped and listed in ``<split>-<key>.report.csv``.
@@ -51,14 +51,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from freesound_tf.config import AudioConfig
-from freesound_tf.data.audio import AudioDecodeError, load_audio, trim_silence
+from freesound_tf.data.audio import AudioDecodeError, load_audio, quantize_pcm16, trim_silence
 from freesound_tf.data.features import GLOBAL_FEATURE_NAMES, global_features
 from freesound_tf.locking import atomic_path, file_lock, remove_stale_temps
 
 FORMAT_VERSION = 2  # 2: per-clip source keys and the "complete" attribute
 PCM_SCALE = 32767.0
-_WRITE_BLOCK = 1 << 24  # samples (32 MB of int16) buffered per HDF5 write
 _STR = h5py.string_dtype("utf-8")
+_RUN_SAMPLES = 1 << 20  # most samples the merge copies per read: 2 MB stays in cache (measured best)
 _NAMED = 5  # skipped or quiet clips named in a log message before "and N more"
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,20 @@ class _Clip(NamedTuple):
     note: str = ""  # kept, but worth a warning
 
 
+class _Shard(NamedTuple):
+    """A worker's task: decode ``jobs`` and write them as one part file in ``parts_dir``."""
+    jobs: list[tuple[str, str, AudioConfig]]
+    keys: dict[str, str]  # source key of each job's file
+    parts_dir: Path
+    audio: AudioConfig
+
+
+def _decode_shard(shard: _Shard) -> tuple[Path, list[tuple[str, str]]]:
+    """Worker: decode a shard, write its part file; returns the part and the (fname, note) rows worth a warning."""
+    clips = [_process_clip(job) for job in shard.jobs]
+    return _write_part(shard.parts_dir, clips, shard.keys, shard.audio), [(c.fname, c.note) for c in clips if c.note]
+
+
 def _process_clip(job: tuple[str, str, AudioConfig]) -> _Clip:
     """Worker: decode, resample, trim, quantize and compute features for one clip."""
     fname, path, audio = job
@@ -238,7 +252,7 @@ def _process_clip(job: tuple[str, str, AudioConfig]) -> _Clip:
         trimmed, _, _ = trim_silence(y, audio.trim_top_db)
         if trimmed.size == 0:  # nothing above the threshold: a quiet clip is still a clip
             trimmed = y
-        pcm = np.round(np.clip(trimmed, -1.0, 1.0) * PCM_SCALE).astype(np.int16)
+        pcm = quantize_pcm16(trimmed, PCM_SCALE)
         note = ""
         if not pcm.any() and trimmed.any():
             note = (f"peak {np.abs(trimmed).max():.1e} is below the int16 cache's resolution (1/{2 * PCM_SCALE:.0f}): "
@@ -252,12 +266,13 @@ def _process_clip(job: tuple[str, str, AudioConfig]) -> _Clip:
 
 
 def build_cache(table: ClipTable, audio: AudioConfig, cache_dir: str | Path, workers: int | None = None,
-                progress: bool = True, shard_size: int = 256) -> Path:
+                progress: bool = True, shard_size: int = 64) -> Path:
     """Make sure the cache of ``table`` for ``audio`` holds every clip as its file is now; return its path.
 
     Only clips missing from the existing file and finished parts, or whose audio file changed
     since (see :func:`source_key`), are decoded, over ``workers`` processes (default: all usable
-    cores; 1 decodes in this process). If another process is building the same cache file, this
+    cores; 1 decodes in this process), in shards of at most ``shard_size`` clips (the most an
+    interrupt loses; a worker holds one shard in memory). If another process is building the same cache file, this
     one waits for it and then reuses its work.
     """
     if shard_size < 1:
@@ -360,23 +375,19 @@ def _fresh(cache: WaveformCache, current: dict[str, str]) -> set[str]:
 
 def _decode_in_shards(todo: list[tuple[str, str, AudioConfig]], keys: dict[str, str], audio: AudioConfig,
                       parts_dir: Path, workers: int | None, progress: bool, shard_size: int, split: str) -> list[Path]:
-    """Decode ``todo`` in parallel; every ``shard_size`` results are written as one part file."""
+    """Decode ``todo`` in parallel; each worker writes the part files of the shards it decodes."""
     workers = max(1, min(workers or _usable_cores(), len(todo)))
+    size = min(shard_size, -(-len(todo) // (4 * workers)))  # enough shards to keep every worker busy to the end
+    shards = [_Shard(todo[i:i + size], {job[0]: keys[job[0]] for job in todo[i:i + size]}, parts_dir, audio)
+              for i in range(0, len(todo), size)]
     written: list[Path] = []
-    shard: list[_Clip] = []
     quiet: list[tuple[str, str]] = []
-    with _ClipMapper(workers) as mapper, tqdm(total=len(todo), desc=f"caching {split}", unit="clip",
-                                                disable=not progress) as bar:
-        for clip in mapper(todo):
-            shard.append(clip)
-            if clip.note:
-                quiet.append((clip.fname, clip.note))
-            bar.update()
-            if len(shard) == shard_size:
-                written.append(_write_part(parts_dir, shard, keys, audio))
-                shard = []
-        if shard:
-            written.append(_write_part(parts_dir, shard, keys, audio))
+    with _ShardMapper(workers) as mapper, tqdm(total=len(todo), desc=f"caching {split}", unit="clip",
+                                                 disable=not progress) as bar:
+        for shard, (part, notes) in zip(shards, mapper(shards)):
+            written.append(part)
+            quiet += notes
+            bar.update(len(shard.jobs))
     if quiet:
         log.warning("split %s: %d clip(s) kept but worth a look: %s", split, len(quiet), describe_clips(quiet))
     return written
@@ -410,8 +421,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class _ClipMapper:
-    """Context manager yielding an ordered ``map(_process_clip, jobs)``, in-process or over workers.
+class _ShardMapper:
+    """Context manager yielding an ordered ``map(_decode_shard, shards)``, in-process or over workers.
 
     Workers start by 'forkserver' (clean processes, not forks of a parent that may have
     TensorFlow loaded); a worker that dies raises BrokenProcessPool instead of hanging. On any
@@ -423,18 +434,18 @@ class _ClipMapper:
         self.workers = workers
         self.executor: ProcessPoolExecutor | None = None
 
-    def __enter__(self) -> Callable[[list], Iterator[_Clip]]:
+    def __enter__(self) -> Callable[[list[_Shard]], Iterator[tuple[Path, list[tuple[str, str]]]]]:
         if self.workers == 1:
-            return lambda jobs: (_process_clip(job) for job in jobs)
+            return lambda shards: map(_decode_shard, shards)
         if "forkserver" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("forkserver")
             # The server imports the decoders (and the feature kernels) once; every later pool forks warm workers.
-            context.set_forkserver_preload([__name__, "freesound_tf.data._warm_features"])
+            context.set_forkserver_preload([__name__, "freesound_tf.data._warm_kernels"])
         else:
             context = multiprocessing.get_context("spawn")
         self.executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_exit_with_parent,
                                             initargs=(os.getpid(),))
-        return lambda jobs: self.executor.map(_process_clip, jobs, chunksize=8)
+        return lambda shards: self.executor.map(_decode_shard, shards)
 
     def __exit__(self, *exc: object) -> None:
         if self.executor is not None:
@@ -455,8 +466,8 @@ def _write_part(parts_dir: Path, shard: list[_Clip], keys: dict[str, str], audio
     ok = [c for c in shard if not c.reason]
     _write_cache_file(
         path, audio, [c.fname for c in ok], np.array([len(c.pcm) for c in ok], np.int64),
-        np.array([c.untrimmed_length for c in ok], np.int64), ((c.pcm, c.features) for c in ok),
-        [(c.fname, c.reason) for c in shard if c.reason], keys)
+        np.array([c.untrimmed_length for c in ok], np.int64), ((c.pcm, c.features[None]) for c in ok),
+        [(c.fname, c.reason) for c in shard if c.reason], keys, durable=False)
     return path
 
 
@@ -485,10 +496,16 @@ def _merge(path: Path, order: list[str], sources: list[WaveformCache], audio: Au
     skipped = [(f, reasons[f]) for f in order if f in reasons]
     skipped += [(f, r) for f, r in reasons.items() if f not in in_table]
 
+    runs = list(_runs([location[f] for f in fnames], _RUN_SAMPLES))
+
     def clip_data() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for fname in fnames:
-            source, i = location[fname]
-            yield source._read_pcm(i), source._handle()["global_features"][i]
+        # One buffer for all runs: a fresh array per read costs more in page faults than the copy itself.
+        buffer = np.empty(max((run.samples for run in runs), default=0), np.int16)
+        for run in runs:
+            handle = run.source._handle()
+            if run.samples:
+                handle["samples"].read_direct(buffer, np.s_[run.offset:run.offset + run.samples], np.s_[:run.samples])
+            yield buffer[:run.samples], handle["global_features"][run.first:run.first + run.count]
 
     lengths = np.array([location[f][0].lengths[location[f][1]] for f in fnames], np.int64)
     untrimmed = np.array([location[f][0].untrimmed_lengths[location[f][1]] for f in fnames], np.int64)
@@ -497,28 +514,58 @@ def _merge(path: Path, order: list[str], sources: list[WaveformCache], audio: Au
     return len(fnames), skipped
 
 
+class _Run(NamedTuple):
+    """``count`` clips stored back to back in ``source`` from clip ``first`` (``samples`` from ``offset``)."""
+    source: WaveformCache
+    first: int
+    count: int
+    offset: int
+    samples: int
+
+
+def _runs(placements: list[tuple[WaveformCache, int]], max_samples: int) -> Iterator[_Run]:
+    """Group consecutive (source, clip) placements that are consecutive in their source too, so the merge
+    copies a part (or an unchanged stretch of the old cache) in reads and writes of up to ``max_samples``, not
+    two per clip. A single clip longer than that is one run."""
+    i = 0
+    while i < len(placements):
+        source, first = placements[i]
+        offset = int(source.offsets[first])
+        end = offset + int(source.lengths[first])
+        j = i + 1
+        while (j < len(placements) and placements[j][0] is source and placements[j][1] == first + j - i
+               and end + int(source.lengths[placements[j][1]]) - offset <= max_samples):
+            end += int(source.lengths[placements[j][1]])
+            j += 1
+        yield _Run(source, first, j - i, offset, end - offset)
+        i = j
+
+
 def _write_cache_file(path: Path, audio: AudioConfig, fnames: list[str], lengths: np.ndarray,
-                      untrimmed: np.ndarray, clip_data: Iterable[tuple[np.ndarray, np.ndarray]],
-                      skipped: list[tuple[str, str]], keys: dict[str, str]) -> None:
-    """Write the layout described in the module doc to a temp file, then rename it to ``path``."""
+                      untrimmed: np.ndarray, blocks: Iterable[tuple[np.ndarray, np.ndarray]],
+                      skipped: list[tuple[str, str]], keys: dict[str, str], durable: bool = True) -> None:
+    """Write the layout described in the module doc to a temp file, then rename it to ``path``.
+
+    ``blocks`` yields (samples, (k, steps, 12) features) of the next k clips, in order, back to back.
+    Part files are not synced (``durable=False``): one that a power cut tears fails to open and its
+    clips are decoded again, so only the finished cache pays for the sync."""
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(lengths) else lengths
     steps, n_feat = audio.global_steps, len(GLOBAL_FEATURE_NAMES)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path, durable=durable) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"format_version": FORMAT_VERSION, "key": cache_key(audio),
                         **dataclasses.asdict(audio)})
-        # Contiguous (unchunked) so a crop is one hyperslab read.
+        # Contiguous (unchunked) so a crop is one hyperslab read. Blocks are written as they come (one clip
+        # or a run of clips): gathering them into bigger writes costs a copy, more than HDF5's per-call overhead.
         samples = f.create_dataset("samples", shape=(int(lengths.sum()),), dtype=np.int16)
         features = f.create_dataset("global_features", shape=(len(fnames), steps, n_feat), dtype=np.float32)
-        # Clips are gathered into blocks of ~32 MB: one HDF5 write per block, not two per clip.
-        first, pending, pending_feats = 0, [], []
-        for i, (pcm, feats) in enumerate(clip_data):
-            pending.append(pcm)
-            pending_feats.append(feats)
-            end = offsets[i] + lengths[i]
-            if end - offsets[first] >= _WRITE_BLOCK or i == len(fnames) - 1:
-                samples[offsets[first]:end] = np.concatenate(pending)
-                features[first:i + 1] = np.stack(pending_feats)
-                first, pending, pending_feats = i + 1, [], []
+        sample, clip = 0, 0
+        for pcm, feats in blocks:
+            if len(pcm):
+                samples[sample:sample + len(pcm)] = pcm
+            features[clip:clip + len(feats)] = feats
+            sample, clip = sample + len(pcm), clip + len(feats)
+        if (sample, clip) != (len(samples), len(fnames)):
+            raise AssertionError(f"{path}: wrote {clip} clips / {sample} samples, expected {len(fnames)} / {len(samples)}")
         f["offsets"], f["lengths"], f["untrimmed_lengths"] = offsets, lengths, untrimmed
         f["length_feature"] = (lengths / (audio.length_norm_seconds * audio.sample_rate)).astype(np.float32)
         f.create_dataset("fnames", data=list(fnames), dtype=_STR)

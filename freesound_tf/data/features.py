@@ -55,10 +55,13 @@ def global_features(y: np.ndarray, steps: int = 128) -> np.ndarray:
     if _as_pcm16(y, pcm):  # numpy sorts int16 by radix ("stable"), 3x faster than float32
         segments = _segments(pcm, bounds, width, np.int16(np.iinfo(np.int16).max))
         ordered, scale = np.sort(segments, axis=1, kind="stable"), 1 / _PCM16
+        # Sums of k / 32768 are exact in float64 in any order, so window means come from integer prefix sums.
+        prefix = np.concatenate([[0], np.cumsum(pcm, dtype=np.int64)])
     else:
         ordered, scale = np.sort(_segments(y, bounds, width, y.dtype.type(np.inf)), axis=1), 1.0
+        prefix = np.zeros(0, np.int64)
     out = np.empty((steps, len(GLOBAL_FEATURE_NAMES)), np.float64)
-    _window_statistics(y, ordered, scale, bounds, start, end, np.asarray(PERCENTILES) / 100.0, out)
+    _window_statistics(y, ordered, scale, bounds, start, end, np.asarray(PERCENTILES) / 100.0, prefix, out)
     return out.astype(np.float32)
 
 
@@ -86,13 +89,13 @@ def _segments(y: np.ndarray, bounds: np.ndarray, width: int, pad) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _window_statistics(y, ordered, scale, bounds, start, end, quantiles, out) -> None:
+def _window_statistics(y, ordered, scale, bounds, start, end, quantiles, prefix, out) -> None:
     """``out[s]`` = the 12 statistics of window ``y[start[s]:end[s]]``; ``ordered`` holds the sorted
-    segments between consecutive ``bounds`` (values times ``scale`` are the samples)."""
+    segments between consecutive ``bounds`` (values times ``scale`` are the samples); ``prefix``, if not
+    empty, holds the running integer sums of the 16-bit codes ``y * 32768``."""
     longest = np.max(end - start)
     merged = np.empty(longest, ordered.dtype)  # windows made of more than two segments (rare)
     scratch = np.empty(longest, ordered.dtype)
-    squares = np.empty(longest, np.float64)
     ranks = np.empty(2 * len(quantiles) + 2, np.int64)  # below / above per quantile, then min and max
     weights = np.empty(len(quantiles))
     values = np.empty(len(ranks))
@@ -109,13 +112,12 @@ def _window_statistics(y, ordered, scale, bounds, start, end, quantiles, out) ->
             filled = 0
             for j in range(first, last):
                 filled = _merge(merged, filled, ordered[j], bounds[j + 1] - bounds[j], scratch)
-        for i in range(m):
-            squares[i] = y[a + i]
-        mean = _pairwise_sum(squares, m) / m  # numpy's summation order, hence its rounding
-        for i in range(m):
-            squares[i] = (squares[i] - mean) ** 2
+        if len(prefix):
+            mean = (prefix[b] - prefix[a]) / _PCM16 / m
+        else:
+            mean = _pairwise_sum(y, a, m, 0.0, False) / m  # numpy's summation order, hence its rounding
         out[s, 0] = mean
-        out[s, 1] = np.sqrt(_pairwise_sum(squares, m) / m)
+        out[s, 1] = np.sqrt(_pairwise_sum(y, a, m, mean, True) / m)
         for k in range(len(quantiles)):
             position = quantiles[k] * (m - 1)
             ranks[2 * k] = int(np.floor(position))
@@ -175,18 +177,19 @@ def _merge(merged, filled, row, n, scratch) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _pairwise_sum(a, n):
-    """numpy's pairwise summation of ``a[:n]``, bit for bit: halves (cut at a multiple of 8) down to blocks
-    of at most 128, each summed with eight accumulators. With an explicit stack: numba cannot cache recursion."""
+def _pairwise_sum(a, start, n, center, squared):
+    """numpy's pairwise summation of ``a[start:start + n]`` as float64 (of ``(a - center) ** 2`` when
+    ``squared``), bit for bit: halves (cut at a multiple of 8) down to blocks of at most 128, each summed
+    with eight accumulators. With an explicit stack: numba cannot cache recursion."""
     lows, sizes, phase = np.zeros(64, np.int64), np.zeros(64, np.int64), np.zeros(64, np.int8)
     sums = np.zeros(64)
     top, done = 0, 0
-    lows[0], sizes[0] = 0, n
+    lows[0], sizes[0] = start, n
     while top >= 0:
         lo, size = lows[top], sizes[top]
         half = size // 2 - (size // 2) % 8
         if size <= 128:
-            sums[done] = _block_sum(a, lo, size)
+            sums[done] = _block_sum(a, lo, size, center, squared)
             done += 1
             top -= 1
         elif phase[top] == 0:
@@ -204,27 +207,35 @@ def _pairwise_sum(a, n):
     return sums[0]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _term(a, i, center, squared):
+    value = np.float64(a[i])
+    return (value - center) ** 2 if squared else value
+
+
 @numba.njit(cache=True, nogil=True)
-def _block_sum(a, lo, n):
+def _block_sum(a, lo, n, center, squared):
     if n < 8:
         total = 0.0
-        for i in range(n):
-            total += a[lo + i]
+        for i in range(lo, lo + n):
+            total += _term(a, i, center, squared)
         return total
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    r0, r1 = _term(a, lo, center, squared), _term(a, lo + 1, center, squared)
+    r2, r3 = _term(a, lo + 2, center, squared), _term(a, lo + 3, center, squared)
+    r4, r5 = _term(a, lo + 4, center, squared), _term(a, lo + 5, center, squared)
+    r6, r7 = _term(a, lo + 6, center, squared), _term(a, lo + 7, center, squared)
     for i in range(lo + 8, lo + n - n % 8, 8):
-        r0 += a[i]
-        r1 += a[i + 1]
-        r2 += a[i + 2]
-        r3 += a[i + 3]
-        r4 += a[i + 4]
-        r5 += a[i + 5]
-        r6 += a[i + 6]
-        r7 += a[i + 7]
+        r0 += _term(a, i, center, squared)
+        r1 += _term(a, i + 1, center, squared)
+        r2 += _term(a, i + 2, center, squared)
+        r3 += _term(a, i + 3, center, squared)
+        r4 += _term(a, i + 4, center, squared)
+        r5 += _term(a, i + 5, center, squared)
+        r6 += _term(a, i + 6, center, squared)
+        r7 += _term(a, i + 7, center, squared)
     total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(n - n % 8, n):
-        total += a[lo + i]
+    for i in range(lo + n - n % 8, lo + n):
+        total += _term(a, i, center, squared)
     return total
 
 

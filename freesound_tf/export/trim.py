@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-FRAME_LENGTH = 2048  # librosa.effects.trim defaults, which trim_silence uses
-HOP_LENGTH = 512
-POWER_FLOOR = 1e-10  # librosa's amin ** 2
+from freesound_tf.data.audio import TRIM_FRAME_LENGTH as FRAME_LENGTH
+from freesound_tf.data.audio import TRIM_HOP_LENGTH as HOP_LENGTH
+from freesound_tf.data.audio import TRIM_POWER_FLOOR as POWER_FLOOR
 
 
 def trim_bounds_tf(waveform: tf.Tensor, lengths: tf.Tensor, top_db: float) -> tuple[tf.Tensor, tf.Tensor]:

@@ -121,3 +121,48 @@ def test_trim_matches_librosa_and_can_be_disabled():
     np.testing.assert_array_equal(trimmed, expected)
     untouched, start, end = trim_silence(y, 0.0)
     assert untouched is y and (start, end) == (0, len(y))
+
+
+def test_trim_matches_librosa_on_varied_clips():
+    """Random envelopes, lengths around the 512-sample hop, thresholds and levels: the same bounds."""
+    rng = np.random.default_rng(0)
+    for k in range(150):
+        n = int(rng.choice([1, 100, 511, 512, 513, 2048, 5000, 20000, 44100]))
+        y = (rng.normal(0, 1, n) * rng.uniform(1e-4, 0.5)).astype(np.float32)
+        a, b = np.sort(rng.integers(0, n + 1, 2))
+        y[:a] *= rng.choice([0.0, 1e-4, 1e-3, 1e-2])
+        y[b:] *= rng.choice([0.0, 1e-4, 1e-3, 3e-3])
+        top_db = float(rng.choice([20.0, 40.0, 60.0, 80.0]))
+        trimmed, start, end = trim_silence(y, top_db)
+        expected, bounds = librosa.effects.trim(y, top_db=top_db)
+        assert (start, end) == tuple(bounds), (k, n, top_db)
+        np.testing.assert_array_equal(trimmed, expected)
+
+
+def test_trim_leaves_frames_at_the_threshold_to_librosa(monkeypatch):
+    """A quiet part exactly 60 dB below the loud one: float32 rounding decides, so librosa itself does."""
+    y = np.full(20 * 512, 1e-3, np.float32)
+    y[:4096] = 1.0
+    calls = []
+    real = librosa.effects.trim
+    monkeypatch.setattr(librosa.effects, "trim", lambda *a, **k: calls.append(1) or real(*a, **k))
+    trimmed, start, end = trim_silence(y, 60.0)
+    assert calls and (start, end) == tuple(real(y, top_db=60.0)[1])
+    calls.clear()
+    trim_silence(y, 50.0)  # far from that threshold: the fast path decides alone
+    assert not calls
+
+
+@pytest.mark.parametrize("name, channels", [("mono.wav", 1), ("stereo.wav", 2), ("mono.flac", 1)])
+def test_16_bit_files_decode_exactly_as_soundfile_floats(tmp_path, name, channels):
+    y = np.random.default_rng(channels).uniform(-1, 1, (3000, channels)).astype(np.float32)
+    sf.write(tmp_path / name, y, SR, subtype="PCM_16")
+    expected = sf.read(tmp_path / name, dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32)
+    np.testing.assert_array_equal(load_audio(tmp_path / name, SR), expected)
+
+
+def test_quantize_pcm16_equals_numpy_rounding_ties_included():
+    ties = (np.arange(-40, 40) + 0.5) / 32767  # exact halves: numpy rounds them to even
+    y = np.concatenate([ties, np.random.default_rng(0).normal(0, 0.5, 10000), [1.0, -1.0, 2.0, -3.0, np.inf]])
+    y = y.astype(np.float32)
+    np.testing.assert_array_equal(audio.quantize_pcm16(y), np.round(np.clip(y, -1.0, 1.0) * 32767.0).astype(np.int16))

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -248,7 +249,7 @@ def test_bad_files_are_skipped_and_reported(tmp_path, caplog):
 
 def test_parallel_build_equals_serial(built, tmp_path, monkeypatch):
     table, path = built
-    monkeypatch.setattr(cache, "_WRITE_BLOCK", 3000)  # several write blocks per file in this build
+    monkeypatch.setattr(cache, "_RUN_SAMPLES", 20000)  # the merge copies some clips alone, some in runs
     parallel = build_cache(table, AUDIO, tmp_path, workers=2, progress=False, shard_size=2)
     with h5py.File(path, "r") as a, h5py.File(parallel, "r") as b:
         for name in ("samples", "offsets", "lengths", "untrimmed_lengths", "global_features", "length_feature"):
@@ -259,3 +260,12 @@ def test_parallel_build_equals_serial(built, tmp_path, monkeypatch):
 def test_duplicate_fnames_rejected(tmp_path):
     with pytest.raises(ValueError, match="duplicate fname 'a.wav' at row 2"):
         build_cache(Table("x", tmp_path, ["a.wav", "b.wav", "a.wav"]), AUDIO, tmp_path, workers=1)
+
+
+def test_merge_runs_group_back_to_back_clips_up_to_the_cap():
+    a, b = (SimpleNamespace(offsets=np.array([0, 10, 30, 35]), lengths=np.array([10, 20, 5, 50])) for _ in "ab")
+    placements = [(a, 0), (a, 1), (a, 2), (b, 0), (a, 3), (b, 1), (b, 2), (b, 3)]
+    runs = [(r.source is a, r.first, r.count, r.offset, r.samples) for r in cache._runs(placements, 40)]
+    # a's clips 0-2 are consecutive (35 samples); b's 1-3 too, but 1-2 reach the cap and 3 alone exceeds it.
+    assert runs == [(True, 0, 3, 0, 35), (False, 0, 1, 0, 10), (True, 3, 1, 35, 50), (False, 1, 2, 10, 25),
+                    (False, 3, 1, 35, 50)]
