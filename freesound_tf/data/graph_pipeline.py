@@ -224,9 +224,9 @@ class RecordSource:
 
     def crop(self, record: tf.Tensor, crop: tf.Tensor, position: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """A record's crop (int16, zero-padded to ``crop`` samples) at ``position`` and its global features."""
-        pcm, features = tfrecords.parse_clip(record, self.steps)
-        start, size, before = crop_window(tf.size(pcm, tf.int64), crop, position)
-        return tf.pad(pcm[start:start + size], [[before, crop - size - before]]), features
+        start, size, before = crop_window(tfrecords.clip_length(record, self.steps), crop, position)
+        pcm = tfrecords.parse_samples(record, self.steps, start, size)  # copies the crop's bytes only
+        return tf.pad(pcm, [[before, crop - size - before]]), tfrecords.parse_features(record, self.steps)
 
 
 def _aligned_empty(n: int, dtype: type) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Sharded TFRecord copies of a waveform cache, for the in-graph loader when a cache is too big for memory.
 
-One record per cached clip: ``row`` (int64, the clip's row in the cache), ``pcm`` (the trimmed int16
-samples, little-endian bytes) and ``features`` (its global features, float32 ``steps x 12`` bytes).
+One record per cached clip, raw little-endian bytes, not a ``tf.train.Example``: the clip's row in the
+cache (int64), its global features (float32, ``steps x 12``), then its trimmed samples (int16). A crop
+is cut with ``tf.strings.substr`` and decoded alone, so a step copies only the samples it uses (parsing
+an Example copies the whole clip, twice).
 Records are written in a seeded random order of the rows, in shards of about ``shard_bytes``, under
 ``<cache>.tfrecords/<identity>/`` where ``identity`` hashes the cache file's name, size and
 modification time: a rebuilt cache gets new shards, and shards of older versions are removed. A
@@ -26,6 +28,8 @@ import tensorflow as tf
 from freesound_tf.data.features import GLOBAL_FEATURE_NAMES
 
 SHARD_BYTES = 128 << 20
+FORMAT = "raw-1"  # part of a copy's identity: shards of another layout are rewritten
+_ROW_BYTES = 8
 _MANIFEST = "manifest.json"
 log = logging.getLogger(__name__)
 
@@ -46,10 +50,10 @@ def records_root(cache_path: str | Path) -> Path:
 
 
 def cache_identity(cache_path: str | Path) -> str:
-    """Changes whenever the cache file is rewritten (name, size, mtime in ns)."""
+    """Changes whenever the cache file is rewritten (name, size, mtime in ns) or the record layout changes."""
     path = Path(cache_path)
     st = path.stat()
-    return hashlib.sha1(f"{path.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return hashlib.sha1(f"{FORMAT}:{path.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
 def find_records(cache_path: str | Path) -> RecordShards | None:
@@ -106,35 +110,48 @@ def _write_shards(cache_path: Path, folder: Path, shard_bytes: int, seed: int) -
                     files.append(f"shard-{len(files):05d}.tfrecord")
                     writer, written = tf.io.TFRecordWriter(str(folder / files[-1])), 0
                 start = int(offsets[row])
-                record = _example(int(row), samples[start:start + int(lengths[row])], features[row])
+                record = _record(int(row), samples[start:start + int(lengths[row])], features[row])
                 writer.write(record)
                 written += len(record)
                 total += len(record)
         finally:
             if writer is not None:
                 writer.close()
-    return {"files": files, "clips": int(len(lengths)), "steps": steps,
+    return {"format": FORMAT, "files": files, "clips": int(len(lengths)), "steps": steps,
             "record_bytes": total / max(1, len(lengths))}
 
 
-def _example(row: int, pcm: np.ndarray, features: np.ndarray) -> bytes:
-    feature = {
-        "row": tf.train.Feature(int64_list=tf.train.Int64List(value=[row])),
-        "pcm": tf.train.Feature(bytes_list=tf.train.BytesList(value=[pcm.astype("<i2").tobytes()])),
-        "features": tf.train.Feature(bytes_list=tf.train.BytesList(value=[features.astype("<f4").tobytes()])),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+def _record(row: int, pcm: np.ndarray, features: np.ndarray) -> bytes:
+    return np.int64(row).astype("<i8").tobytes() + features.astype("<f4").tobytes() + pcm.astype("<i2").tobytes()
+
+
+def _header_bytes(steps: int) -> int:
+    return _ROW_BYTES + 4 * steps * len(GLOBAL_FEATURE_NAMES)
 
 
 def parse_rows(records: tf.Tensor) -> tf.Tensor:
-    """Cache rows of serialized records (any shape); the audio bytes are skipped, not copied."""
-    return tf.io.parse_example(records, {"row": tf.io.FixedLenFeature([], tf.int64)})["row"]
+    """Cache rows (int64) of serialized records (any shape); only their first 8 bytes are read."""
+    rows = tf.io.decode_raw(tf.strings.substr(records, 0, _ROW_BYTES), tf.int64, little_endian=True)
+    return tf.squeeze(rows, -1)
 
 
-def parse_clip(record: tf.Tensor, steps: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """int16 samples and (steps, 12) float32 global features of one serialized record."""
-    spec = {name: tf.io.FixedLenFeature([], tf.string) for name in ("pcm", "features")}
-    parsed = tf.io.parse_single_example(record, spec)
-    features = tf.io.decode_raw(parsed["features"], tf.float32, little_endian=True)
-    return (tf.io.decode_raw(parsed["pcm"], tf.int16, little_endian=True),
-            tf.reshape(features, (steps, len(GLOBAL_FEATURE_NAMES))))
+def clip_length(record: tf.Tensor, steps: int) -> tf.Tensor:
+    """int64 number of samples in one serialized record."""
+    return tf.cast(tf.strings.length(record) - _header_bytes(steps), tf.int64) // 2
+
+
+def parse_features(record: tf.Tensor, steps: int) -> tf.Tensor:
+    """(steps, 12) float32 global features of one serialized record."""
+    raw = tf.strings.substr(record, _ROW_BYTES, _header_bytes(steps) - _ROW_BYTES)
+    return tf.reshape(tf.io.decode_raw(raw, tf.float32, little_endian=True), (steps, len(GLOBAL_FEATURE_NAMES)))
+
+
+def parse_samples(record: tf.Tensor, steps: int, start: tf.Tensor | int = 0, size: tf.Tensor | int = -1) -> tf.Tensor:
+    """int16 samples ``[start, start + size)`` of one serialized record (``size=-1``: to the end); only those
+    bytes are copied. ``start`` and ``size`` must lie within the clip."""
+    header = tf.cast(_header_bytes(steps), tf.int64)
+    start = tf.cast(start, tf.int64)
+    size = tf.cast(size, tf.int64)
+    size = tf.where(size < 0, clip_length(record, steps) - start, size)
+    raw = tf.strings.substr(record, header + 2 * start, 2 * size)
+    return tf.io.decode_raw(raw, tf.int16, little_endian=True)

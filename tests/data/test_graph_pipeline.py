@@ -275,7 +275,7 @@ def test_loader_choice(noise_cache) -> None:
         PipelineConfig(loader="fast")
 
 
-def test_tfrecords_are_written_once_per_version_of_the_cache(noise_cache, tmp_path) -> None:
+def test_tfrecords_are_written_once_per_version_of_the_cache(noise_cache, tmp_path, monkeypatch) -> None:
     shards = tfrecords.write_records(noise_cache.path)
     assert tfrecords.write_records(noise_cache.path) == shards  # reused
     copy = tmp_path / noise_cache.path.name
@@ -285,10 +285,17 @@ def test_tfrecords_are_written_once_per_version_of_the_cache(noise_cache, tmp_pa
     records = list(tf.data.TFRecordDataset(list(first.files)))
     rows = sorted(int(tfrecords.parse_rows(r)) for r in records)
     assert rows == list(range(len(noise_cache)))
-    pcm, features = tfrecords.parse_clip(records[0], STEPS)
     row = int(tfrecords.parse_rows(records[0]))
-    np.testing.assert_array_equal(pcm.numpy(), WaveformCache(copy)._read_pcm(row))
-    np.testing.assert_array_equal(features.numpy(), noise_cache.read_global_features([row])[0])
+    samples = WaveformCache(copy)._read_pcm(row)
+    assert int(tfrecords.clip_length(records[0], STEPS)) == len(samples)
+    np.testing.assert_array_equal(tfrecords.parse_samples(records[0], STEPS).numpy(), samples)
+    np.testing.assert_array_equal(tfrecords.parse_samples(records[0], STEPS, 3, 5).numpy(), samples[3:8])
+    np.testing.assert_array_equal(tfrecords.parse_features(records[0], STEPS).numpy(),
+                                  noise_cache.read_global_features([row])[0])
+    monkeypatch.setattr(tfrecords, "FORMAT", "another layout")  # shards of an older layout are rewritten
+    assert tfrecords.write_records(copy).folder != first.folder and not first.folder.exists()
+    monkeypatch.undo()
+    first = tfrecords.write_records(copy)
     copy.write_bytes(copy.read_bytes() + b"\0")  # the cache changed: new shards, the old ones go
     second = tfrecords.write_records(copy)
     assert second.folder != first.folder and not first.folder.exists()
