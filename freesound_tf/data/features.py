@@ -71,12 +71,16 @@ _PCM16 = 32768.0  # 16-bit PCM decodes to k / 32768
 @numba.njit(cache=True, nogil=True)
 def _as_pcm16(y: np.ndarray, pcm: np.ndarray) -> bool:
     """Fill ``pcm`` with ``y * 32768`` if every sample is a 16-bit PCM value k / 32768; False otherwise."""
-    exact = True
-    for i in range(len(y)):  # no early exit: the loop vectorizes
-        code = y[i] * _PCM16
-        exact &= (-_PCM16 <= code) & (code < _PCM16) & (code == np.floor(code))
-        pcm[i] = np.int16(code) if exact else 0
-    return exact
+    block = 4096
+    for first in range(0, len(y), block):  # an exit per block, not per sample: the inner loop vectorizes
+        exact = True
+        for i in range(first, min(first + block, len(y))):
+            code = y[i] * _PCM16
+            exact &= (-_PCM16 <= code) & (code < _PCM16) & (code == np.floor(code))
+            pcm[i] = np.int16(code) if exact else 0
+        if not exact:  # float audio (e.g. resampled) fails in its first block
+            return False
+    return True
 
 
 @numba.njit(cache=True, nogil=True)

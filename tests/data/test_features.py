@@ -91,3 +91,10 @@ def test_names_and_empty_input():
 def test_length_feature():
     assert length_feature(441000, 44100) == pytest.approx(1.0)
     assert length_feature(22050, 44100, norm_seconds=5.0) == pytest.approx(0.1)
+
+
+def test_a_clip_that_stops_being_16_bit_pcm_late_takes_the_float_path():
+    """The 16-bit check exits per block of samples: a non-PCM sample after the first block still counts."""
+    pcm = np.random.default_rng(5).integers(-3000, 3000, 10000).astype(np.float32) / 32768
+    pcm[9000] += 1e-6
+    np.testing.assert_array_equal(global_features(pcm, 128), sorted_reference_features(pcm, 128))
