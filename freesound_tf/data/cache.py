@@ -17,10 +17,11 @@ File layout (every part file written during a build has the same layout):
 - attributes: the audio settings, ``key``, ``format_version`` and ``complete`` (written last)
 
 A build decodes the clips missing from the existing file in worker processes; each worker
-writes every shard it finishes atomically to ``<file>.parts/`` (only names cross processes); an interrupted build (exception,
-Ctrl-C, SIGKILL) resumes from those parts. Once every clip is accounted for, the old file
-and the parts are merged into a new file that atomically replaces the old one. Clips that
-fail to decode are skipped and listed in ``<split>-<key>.report.csv``.
+writes every shard it finishes atomically to ``<file>.parts/`` (only names cross processes);
+an interrupted build (exception, Ctrl-C, SIGKILL) resumes from those parts. Once every clip
+is accounted for, the old file and the parts are merged into a new file that atomically
+replaces the old one. Clips that fail to decode are skipped and listed in
+``<split>-<key>.report.csv``.
 
 A clip counts as cached only while its audio file has the size and modification time (ns) it
 had when decoded: a replaced or edited file is decoded again on the next build, and so is an
@@ -272,8 +273,8 @@ def build_cache(table: ClipTable, audio: AudioConfig, cache_dir: str | Path, wor
     Only clips missing from the existing file and finished parts, or whose audio file changed
     since (see :func:`source_key`), are decoded, over ``workers`` processes (default: all usable
     cores; 1 decodes in this process), in shards of at most ``shard_size`` clips (the most an
-    interrupt loses; a worker holds one shard in memory). If another process is building the same cache file, this
-    one waits for it and then reuses its work.
+    interrupt loses; a worker holds one shard in memory). If another process is building the
+    same cache file, this one waits for it and then reuses its work.
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -564,8 +565,9 @@ def _write_cache_file(path: Path, audio: AudioConfig, fnames: list[str], lengths
                 samples[sample:sample + len(pcm)] = pcm
             features[clip:clip + len(feats)] = feats
             sample, clip = sample + len(pcm), clip + len(feats)
-        if (sample, clip) != (len(samples), len(fnames)):
-            raise AssertionError(f"{path}: wrote {clip} clips / {sample} samples, expected {len(fnames)} / {len(samples)}")
+        if (sample, clip) != (len(samples), len(fnames)):  # never renamed into place: no torn cache
+            raise RuntimeError(f"{path}: wrote {clip} clips / {sample} samples, expected "
+                               f"{len(fnames)} / {len(samples)}")
         f["offsets"], f["lengths"], f["untrimmed_lengths"] = offsets, lengths, untrimmed
         f["length_feature"] = (lengths / (audio.length_norm_seconds * audio.sample_rate)).astype(np.float32)
         f.create_dataset("fnames", data=list(fnames), dtype=_STR)
