@@ -58,8 +58,8 @@ def trim_silence(y: np.ndarray, top_db: float) -> tuple[np.ndarray, int, int]:
     """Cut leading/trailing parts quieter than ``top_db`` below the peak (``librosa.effects.trim``).
 
     Returns ``(trimmed, start, end)`` with ``trimmed == y[start:end]``; ``top_db <= 0`` keeps
-    the whole clip. Same bounds as librosa (its rule is spelled out in ``export/trim.py``), about
-    five times faster: frame energies are summed in float64 over 512-sample blocks in one pass;
+    the whole clip. Same bounds as librosa (its rule is spelled out in ``export/trim.py``), two to
+    four times faster: frame energies are summed in float64 over 512-sample blocks in one pass;
     librosa sums them in float32, so when any frame lies within 0.001 dB of the threshold, where
     the two roundings could disagree, librosa itself decides.
     """
