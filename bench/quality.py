@@ -13,6 +13,9 @@ Per split, side by side on the same test clips (OOF and test lwlrap, minutes):
   blends, stacker             over the noisy -> curated members (stacking/cpu.toml)
   final choice                what run.sh would submit: chosen on the OOF matrix alone (nested CV),
                               the test column is only printed beside it
+For each member also "OOF @ test mix": its OOF lwlrap with the classes weighted by the test clips'
+label counts (lwlrap weights classes by their share of labels, and the splits' mixes differ), so
+OOF - test splits into what the label mix explains and what new recordings cost.
 Usage: python bench/quality.py [--splits A B] [--recipes models/cpu_*.toml] [--folds N] [--no-curated-only]
 Needs ../shared/data/urbansound8k-subset and ../shared/tools/make_fat_layout.py.
 """
@@ -76,6 +79,14 @@ def member_recipe(path: Path, folds: int | None, pretrain: bool):
                                folds=FoldsConfig(n_splits=n_splits, seed=42))
 
 
+def oof_at_test_mix(run_dir: Path) -> float:
+    """A member run's OOF lwlrap at the label mix of its test clips (see the module doc)."""
+    from freesound_tf.metrics import lwlrap_at_label_mix
+
+    test_counts = np.load(run_dir / "test_labels.npy").sum(axis=0)
+    return lwlrap_at_label_mix(np.load(run_dir / "oof_labels.npy"), np.load(run_dir / "oof.npy"), test_counts)
+
+
 def run_split(split: str, recipes: list[Path], folds: int | None, curated_only: bool, work: Path) -> dict:
     from freesound_tf.data.prepare import prepare_data
     from freesound_tf.stacking import run_stacking
@@ -94,6 +105,7 @@ def run_split(split: str, recipes: list[Path], folds: int | None, curated_only: 
             result = train_member(recipe, data, work / "runs" / recipe.name, verbose=0)
             label = f"{path.stem}, {'noisy -> curated' if pretrain else 'curated only'}"
             rows[label] = {"oof_lwlrap": result.metrics["oof_lwlrap"], "test_lwlrap": result.metrics["test_lwlrap"],
+                           "oof_at_test_mix": oof_at_test_mix(result.run_dir),
                            "minutes": round((time.time() - start) / 60, 1)}
             print(f"[{split}] {label}: {rows[label]}", flush=True)
             if pretrain:
@@ -107,6 +119,9 @@ def run_split(split: str, recipes: list[Path], folds: int | None, curated_only: 
             rows[f"{row['kind']}: {row['name']}"] = {k: row[k] for k in ("oof_lwlrap", "test_lwlrap")}
     chosen = next(r for r in table["rows"] if r["name"] == table["choice"]["name"])
     rows["final choice: " + chosen["name"]] = {k: chosen[k] for k in ("oof_lwlrap", "test_lwlrap")}
+    if chosen["kind"] == "member":
+        member_row = next(row for label, row in rows.items() if label.startswith(f"{chosen['name']}, noisy"))
+        rows["final choice: " + chosen["name"]]["oof_at_test_mix"] = member_row["oof_at_test_mix"]
     return {"rows": rows, "choice": table["choice"], "classes": len(data.layout.classes),
             "curated_clips": len(data.layout.splits["curated"].fnames),
             "test_clips": len(data.layout.splits["test"].fnames)}
@@ -115,11 +130,11 @@ def run_split(split: str, recipes: list[Path], folds: int | None, curated_only: 
 def format_split(split: str, result: dict) -> str:
     lines = [f"\nsplit {split}: {result['curated_clips']} curated / {result['test_clips']} test clips, "
              f"{result['classes']} classes",
-             f"{'system':52s} {'OOF lwlrap':>11s} {'test lwlrap':>12s} {'minutes':>8s}"]
+             f"{'system':52s} {'OOF lwlrap':>11s} {'OOF @ test mix':>15s} {'test lwlrap':>12s} {'minutes':>8s}"]
     for label, row in result["rows"].items():
-        oof = f"{row['oof_lwlrap']:.4f}" if "oof_lwlrap" in row else "-"
+        oof, at_mix = (f"{row[key]:.4f}" if key in row else "-" for key in ("oof_lwlrap", "oof_at_test_mix"))
         minutes = f"{row['minutes']:.1f}" if "minutes" in row else ""
-        lines.append(f"{label:52s} {oof:>11s} {row['test_lwlrap']:12.4f} {minutes:>8s}")
+        lines.append(f"{label:52s} {oof:>11s} {at_mix:>15s} {row['test_lwlrap']:12.4f} {minutes:>8s}")
     lines.append(f"final choice: {result['choice']['reason']}")
     return "\n".join(lines)
 

@@ -65,6 +65,25 @@ def per_class_lwlrap(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarra
     return per_class, positives / total
 
 
+def lwlrap_at_label_mix(y_true: np.ndarray, y_score: np.ndarray, label_counts: np.ndarray) -> float:
+    """lwlrap of these scores as if the classes' shares of the positive labels were ``label_counts``
+    (e.g. another split's positives per class): per-class lwlrap weighted by them.
+
+    lwlrap weights each class by its share of the labels, so two splits with different label mixes
+    score the same model differently; ``lwlrap_at_label_mix(y_oof, oof, y_test.sum(0))`` is the OOF
+    figure at the test split's mix, which tells how much of an OOF-test gap is the mix. Classes
+    without a positive label here are left out (their per-class lwlrap is undefined).
+    """
+    per_class, _ = per_class_lwlrap(y_true, y_score)
+    counts = np.asarray(label_counts, dtype=np.float64).reshape(-1)
+    if counts.shape != per_class.shape or (counts < 0).any():
+        raise ValueError(f"label_counts must hold {per_class.size} non-negative values, got shape {counts.shape}")
+    counts = np.where(np.asarray(y_true).sum(axis=0) > 0, counts, 0.0)
+    if counts.sum() == 0:
+        raise ValueError("label_counts gives no weight to any class with a positive label here")
+    return float((per_class * counts).sum() / counts.sum())
+
+
 def lwlrap(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Label-weighted label-ranking average precision (FAT2019 metric), tie-aware as sklearn."""
     y_true, y_score = _check_multilabel(y_true, y_score)

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 # Without the global-feature GRU: tracing its training step alone would take most of the test's time.
 TINY_MODEL = ["--stem-width", "4", "--block-widths", "4", "8", "--n-fft", "256", "--n-mels", "32",
@@ -68,3 +70,30 @@ def test_inference_times_every_path_on_batch_and_single_clip(tmp_path) -> None:
         assert set(report["savedmodel_over_keras"][shape]) == paths - {"SavedModel serve"}
     assert report["max_score_difference"] <= 1e-4  # every path scored the same model
     assert "SavedModel time / Keras path time" in stdout
+
+
+def test_quality_table_prints_each_members_oof_at_the_test_label_mix(tmp_path, monkeypatch) -> None:
+    """bench/quality.py needs ../shared to run; its OOF-at-test-mix column is checked on a fake run folder."""
+    import numpy as np
+
+    from freesound_tf.metrics import lwlrap
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import quality
+
+    rng = np.random.default_rng(0)
+    oof_labels = np.eye(3)[rng.integers(0, 3, 60)]  # one label per clip
+    oof = np.clip(oof_labels * 0.6 + rng.random((60, 3)), 0, 1)
+    np.save(tmp_path / "oof.npy", oof)
+    np.save(tmp_path / "oof_labels.npy", oof_labels)
+    np.save(tmp_path / "test_labels.npy", np.concatenate([oof_labels, oof_labels]))  # the OOF label mix
+    assert quality.oof_at_test_mix(tmp_path) == pytest.approx(lwlrap(oof_labels, oof))
+    np.save(tmp_path / "test_labels.npy", np.eye(3)[np.zeros(10, int)])  # test clips of class 0 only
+    only_class0 = quality.oof_at_test_mix(tmp_path)
+    class0 = oof_labels[:, 0] == 1
+    assert only_class0 == pytest.approx(lwlrap(oof_labels[class0], oof[class0]))
+    table = quality.format_split("A", {"curated_clips": 60, "test_clips": 10, "classes": 3, "choice": {"reason": "r"},
+                                       "rows": {"m, noisy -> curated": {"oof_lwlrap": 0.8, "oof_at_test_mix": only_class0,
+                                                                        "test_lwlrap": 0.7, "minutes": 1.0},
+                                                "blend: mean": {"oof_lwlrap": 0.81, "test_lwlrap": 0.72}}})
+    assert "OOF @ test mix" in table and f"{only_class0:.4f}" in table

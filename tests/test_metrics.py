@@ -6,7 +6,7 @@ from sklearn.metrics import label_ranking_average_precision_score
 keras = pytest.importorskip("keras")
 
 from freesound_tf.metrics import (  # noqa: E402
-    LwlrapMetric, lwlrap, map_at_k, per_class_lwlrap, top_k_labels)
+    LwlrapMetric, lwlrap, lwlrap_at_label_mix, map_at_k, per_class_lwlrap, top_k_labels)
 
 
 def lwlrap_by_definition(y_true, y_score):
@@ -216,3 +216,15 @@ def test_map_at_k_rejects_bad_input(labels, scores, k, message):
 def test_top_k_labels_rejects_wrong_name_count():
     with pytest.raises(ValueError, match="3 class names for 4"):
         top_k_labels(MAP_SCORES, ["a", "b", "c"])
+
+
+def test_lwlrap_at_label_mix_hand_case_and_own_mix():
+    y_true, y_score, expected = (np.array(a) for a in HAND_CASES[-1])
+    # per class (definition above): class 0 -> 1, class 2 -> 1/2, class 3 -> 2/3; class 1 has no positive
+    assert lwlrap_at_label_mix(y_true, y_score, y_true.sum(axis=0)) == pytest.approx(expected)
+    # another split's mix: 3 labels of class 0, 1 of class 2, none of class 3, 5 of class 1 (left out here)
+    assert lwlrap_at_label_mix(y_true, y_score, [3, 5, 1, 0]) == pytest.approx((3 * 1 + 1 * 0.5) / 4)
+    with pytest.raises(ValueError, match="no weight"):
+        lwlrap_at_label_mix(y_true, y_score, [0, 5, 0, 0])
+    with pytest.raises(ValueError, match="4 non-negative"):
+        lwlrap_at_label_mix(y_true, y_score, [1, 1])
