@@ -74,11 +74,11 @@ def lwlrap_at_label_mix(y_true: np.ndarray, y_score: np.ndarray, label_counts: n
     figure at the test split's mix, which tells how much of an OOF-test gap is the mix. Classes
     without a positive label here are left out (their per-class lwlrap is undefined).
     """
-    per_class, _ = per_class_lwlrap(y_true, y_score)
+    per_class, own_weights = per_class_lwlrap(y_true, y_score)
     counts = np.asarray(label_counts, dtype=np.float64).reshape(-1)
     if counts.shape != per_class.shape or (counts < 0).any():
         raise ValueError(f"label_counts must hold {per_class.size} non-negative values, got shape {counts.shape}")
-    counts = np.where(np.asarray(y_true).sum(axis=0) > 0, counts, 0.0)
+    counts = np.where(own_weights > 0, counts, 0.0)
     if counts.sum() == 0:
         raise ValueError("label_counts gives no weight to any class with a positive label here")
     return float((per_class * counts).sum() / counts.sum())
