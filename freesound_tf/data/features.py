@@ -40,6 +40,8 @@ def global_features(y: np.ndarray, steps: int = 128) -> np.ndarray:
     interpolation), in about a quarter of the time: windows overlap by half, so the clip is cut at
     every window boundary into segments that are sorted once (as int16 when the clip is 16-bit PCM,
     which sorts faster) and each order statistic of a window is selected from its sorted segments.
+    On 16-bit PCM the window means and stds come from exact integer sums (the std is numpy's whenever
+    float32 rounding cannot tell them apart, which is checked per window; else it is summed numpy's way).
     """
     y = np.asarray(y).reshape(-1)
     if y.dtype not in (np.float32, np.float64):
@@ -51,36 +53,44 @@ def global_features(y: np.ndarray, steps: int = 128) -> np.ndarray:
     start, end = window_bounds(len(y), steps)
     bounds = np.unique(np.concatenate([start, end]))
     width = int(np.diff(bounds).max())
-    pcm = np.empty(len(y), np.int16)
-    if _as_pcm16(y, pcm):  # numpy sorts int16 by radix ("stable"), 3x faster than float32
-        segments = _segments(pcm, bounds, width, np.int16(np.iinfo(np.int16).max))
-        ordered, scale = np.sort(segments, axis=1, kind="stable"), 1 / _PCM16
-        # Sums of k / 32768 are exact in float64 in any order, so window means come from integer prefix sums.
-        prefix = np.concatenate([[0], np.cumsum(pcm, dtype=np.int64)])
+    ordered, sums = _pcm16_segments(y, bounds, width)
+    if len(ordered):  # numpy sorts int16 by radix ("stable"), 3x faster than float32
+        ordered.sort(axis=1, kind="stable")  # in place: np.sort's copy would cost a third of the sort
+        scale = 1 / _PCM16
     else:
-        ordered, scale = np.sort(_segments(y, bounds, width, y.dtype.type(np.inf)), axis=1), 1.0
-        prefix = np.zeros(0, np.int64)
+        ordered, scale = _segments(y, bounds, width, y.dtype.type(np.inf)), 1.0
+        ordered.sort(axis=1)
     out = np.empty((steps, len(GLOBAL_FEATURE_NAMES)), np.float64)
-    _window_statistics(y, ordered, scale, bounds, start, end, np.asarray(PERCENTILES) / 100.0, prefix, out)
+    _window_statistics(y, ordered, scale, bounds, start, end, np.asarray(PERCENTILES) / 100.0, sums, out)
     return out.astype(np.float32)
 
 
 _PCM16 = 32768.0  # 16-bit PCM decodes to k / 32768
+_PCM16_F32, _ZERO_F32 = np.float32(_PCM16), np.float32(0)
 
 
 @numba.njit(cache=True, nogil=True)
-def _as_pcm16(y: np.ndarray, pcm: np.ndarray) -> bool:
-    """Fill ``pcm`` with ``y * 32768`` if every sample is a 16-bit PCM value k / 32768; False otherwise."""
-    block = 4096
-    for first in range(0, len(y), block):  # an exit per block, not per sample: the inner loop vectorizes
-        exact = True
-        for i in range(first, min(first + block, len(y))):
-            code = y[i] * _PCM16
-            exact &= (-_PCM16 <= code) & (code < _PCM16) & (code == np.floor(code))
-            pcm[i] = np.int16(code) if exact else 0
-        if not exact:  # float audio (e.g. resampled) fails in its first block
-            return False
-    return True
+def _pcm16_segments(y: np.ndarray, bounds: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """If every sample is a 16-bit PCM value k / 32768: row j of the first array holds the codes k of
+    ``y[bounds[j]:bounds[j + 1]]`` padded with 32767 (sorting last) to ``width``, row j of the second
+    their sum and sum of squares (exact in int64). Else two empty arrays."""
+    codes = np.full((len(bounds) - 1, width), np.int16(32767))
+    sums = np.zeros((len(bounds) - 1, 2), np.int64)
+    for j in range(len(bounds) - 1):  # an exit per segment, not per sample: the inner loop vectorizes
+        inexact, total, squares = 0, np.int64(0), np.int64(0)
+        segment, row = y[bounds[j]:bounds[j + 1]], codes[j]  # 1-D views, so the loop vectorizes
+        for i in range(len(segment)):
+            code = segment[i] * _PCM16_F32  # exact: a power of two (in y's own precision, which keeps it vectorized)
+            in_range = (code >= -_PCM16_F32) & (code < _PCM16_F32)  # False for NaN
+            k = np.int32(code if in_range else _ZERO_F32)  # a select, not a branch
+            inexact += np.int32(not in_range) | np.int32(k != code)
+            row[i] = k
+            total += k
+            squares += np.int64(k * k)
+        if inexact:  # float audio (e.g. resampled) fails in its first segment
+            return np.empty((0, 0), np.int16), np.empty((0, 2), np.int64)
+        sums[j, 0], sums[j, 1] = total, squares
+    return codes, sums
 
 
 @numba.njit(cache=True, nogil=True)
@@ -93,10 +103,10 @@ def _segments(y: np.ndarray, bounds: np.ndarray, width: int, pad) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _window_statistics(y, ordered, scale, bounds, start, end, quantiles, prefix, out) -> None:
+def _window_statistics(y, ordered, scale, bounds, start, end, quantiles, sums, out) -> None:
     """``out[s]`` = the 12 statistics of window ``y[start[s]:end[s]]``; ``ordered`` holds the sorted
-    segments between consecutive ``bounds`` (values times ``scale`` are the samples); ``prefix``, if not
-    empty, holds the running integer sums of the 16-bit codes ``y * 32768``."""
+    segments between consecutive ``bounds`` (values times ``scale`` are the samples); ``sums``, if not
+    empty, holds per segment the integer sums of the 16-bit codes ``y * 32768`` and of their squares."""
     longest = np.max(end - start)
     merged = np.empty(longest, ordered.dtype)  # windows made of more than two segments (rare)
     scratch = np.empty(longest, ordered.dtype)
@@ -116,12 +126,16 @@ def _window_statistics(y, ordered, scale, bounds, start, end, quantiles, prefix,
             filled = 0
             for j in range(first, last):
                 filled = _merge(merged, filled, ordered[j], bounds[j + 1] - bounds[j], scratch)
-        if len(prefix):
-            mean = (prefix[b] - prefix[a]) / _PCM16 / m
+        if len(sums):
+            # Sums of k / 32768 are exact in float64 in any order, so numpy's mean is the exact one, rounded.
+            total, squares = sums[first:last, 0].sum(), sums[first:last, 1].sum()
+            mean = total / _PCM16 / m
+            std = _exact_std(total, squares, m)
         else:
             mean = _pairwise_sum(y, a, m, 0.0, False) / m  # numpy's summation order, hence its rounding
+            std = -1.0
         out[s, 0] = mean
-        out[s, 1] = np.sqrt(_pairwise_sum(y, a, m, mean, True) / m)
+        out[s, 1] = std if std >= 0 else np.sqrt(_pairwise_sum(y, a, m, mean, True) / m)
         for k in range(len(quantiles)):
             position = quantiles[k] * (m - 1)
             ranks[2 * k] = int(np.floor(position))
@@ -141,6 +155,23 @@ def _window_statistics(y, ordered, scale, bounds, start, end, quantiles, prefix,
         for k in range(len(quantiles)):
             low, high = values[2 * k], values[2 * k + 1]
             out[s, 3 + k] = low + (high - low) * weights[k]
+
+
+_EXACT_STD_MAX_WINDOW = 1 << 16  # m * sum(k^2) < 2^63 for every window up to this length
+_FLOAT32_SAFE_MARGIN = 1e-12  # relative; numpy's float64 std is within ~1e-15 of the exact one
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_std(total, squares, m):
+    """The population std of ``m`` codes k / 32768 from the exact sums of k and k^2, or -1.0 when numpy's
+    pairwise float64 result could round to another float32 (it lies within ``_FLOAT32_SAFE_MARGIN`` of
+    the exact value, so the two agree once every value in that band rounds to the same float32)."""
+    if m > _EXACT_STD_MAX_WINDOW:
+        return -1.0
+    std = np.sqrt(np.float64(m * squares - total * total)) / (m * _PCM16)
+    if np.float32(std * (1 - _FLOAT32_SAFE_MARGIN)) != np.float32(std * (1 + _FLOAT32_SAFE_MARGIN)):
+        return -1.0
+    return std
 
 
 @numba.njit(cache=True, nogil=True)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from freesound_tf.data.features import (
-    GLOBAL_FEATURE_NAMES, PERCENTILES, global_features, length_feature, window_bounds,
+    GLOBAL_FEATURE_NAMES, PERCENTILES, _exact_std, global_features, length_feature, window_bounds,
 )
 
 
@@ -44,9 +44,10 @@ def sorted_reference_features(y: np.ndarray, steps: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-# Lengths where windows meet at shared bounds, and (steps 50, n 60 / 96) where a window spans three segments.
+# Lengths where windows meet at shared bounds, (steps 50, n 60 / 96) where a window spans three segments,
+# and (300001, 3) whose windows are too long for the exact integer std of 16-bit clips (summed numpy's way).
 CASES = [(n, 128) for n in (1, 2, 127, 128, 129, 1000, 7919, 44100 * 3 + 17, 44100 * 20 + 5)] + [
-    (60, 50), (96, 50), (4099, 7), (4099, 1)]
+    (60, 50), (96, 50), (4099, 7), (4099, 1), (300001, 3)]
 
 
 @pytest.mark.parametrize("n, steps", CASES)
@@ -94,7 +95,22 @@ def test_length_feature():
 
 
 def test_a_clip_that_stops_being_16_bit_pcm_late_takes_the_float_path():
-    """The 16-bit check exits per block of samples: a non-PCM sample after the first block still counts."""
+    """The 16-bit check exits per segment: a non-PCM sample after the first segment still counts."""
     pcm = np.random.default_rng(5).integers(-3000, 3000, 10000).astype(np.float32) / 32768
     pcm[9000] += 1e-6
     np.testing.assert_array_equal(global_features(pcm, 128), sorted_reference_features(pcm, 128))
+
+
+def test_the_exact_16_bit_std_defers_to_numpy_where_float32_rounding_could_differ():
+    """``_exact_std`` gives the float64 std from integer sums, or -1 (numpy's pairwise sum decides) when a
+    value within 1e-12 of it rounds to another float32; found here among random window sums."""
+    rng = np.random.default_rng(0)
+    m = rng.integers(2, 5000, 400000)
+    total = rng.integers(-3000, 3000, len(m)) * m // 7
+    squares = total ** 2 // m + rng.integers(1, 10 ** 9, len(m))
+    std = np.sqrt((m * squares - total * total).astype(np.float64)) / (m * 32768.0)
+    ambiguous = np.float32(std * (1 - 1e-12)) != np.float32(std * (1 + 1e-12))
+    assert 0 < ambiguous.sum() < 100  # about 3e-5 of random values lie that close to a float32 midpoint
+    for i in [*np.flatnonzero(ambiguous), *range(50)]:
+        assert _exact_std(total[i], squares[i], m[i]) == (-1.0 if ambiguous[i] else std[i])
+    assert _exact_std(0, 0, 70000) == -1.0  # longer windows could overflow int64: numpy's way too
