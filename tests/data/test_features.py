@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from freesound_tf.data.features import (
-    GLOBAL_FEATURE_NAMES, PERCENTILES, _exact_std, global_features, length_feature, window_bounds,
+    GLOBAL_FEATURE_NAMES, PERCENTILES, _exact_std, _float_moments, global_features, length_feature, window_bounds,
 )
 
 
@@ -114,3 +114,16 @@ def test_the_exact_16_bit_std_defers_to_numpy_where_float32_rounding_could_diffe
     for i in [*np.flatnonzero(ambiguous), *range(50)]:
         assert _exact_std(total[i], squares[i], m[i]) == (-1.0 if ambiguous[i] else std[i])
     assert _exact_std(0, 0, 70000) == -1.0  # longer windows could overflow int64: numpy's way too
+
+
+def test_float_windows_whose_fast_mean_or_std_is_ambiguous_are_summed_numpy_s_way():
+    """Fast float64 moments are kept only where no value within their error bound rounds to another
+    float32; a constant window (variance 0 up to rounding) and a zero-mean one are not such windows."""
+    constant = np.full(1000, 0.3, np.float32)
+    zero_mean = np.concatenate([np.linspace(0.1, 0.9, 500), -np.linspace(0.1, 0.9, 500)]).astype(np.float32)
+    sums = lambda w: np.array([w.sum(dtype=np.float64), (w.astype(np.float64) ** 2).sum(), np.abs(w).sum(dtype=np.float64)])
+    assert _float_moments(sums(constant), len(constant))[1] == -1.0
+    assert np.isnan(_float_moments(sums(zero_mean), len(zero_mean))[0])
+    noise = np.random.default_rng(3).normal(0, 0.2, 4000).astype(np.float32)
+    y = np.concatenate([noise, constant, zero_mean, 0.3 + noise * 1e-6, noise])
+    np.testing.assert_array_equal(global_features(y, 64), sorted_reference_features(y, 64))
