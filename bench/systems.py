@@ -3,9 +3,10 @@
 Trains each CPU-sized recipe (cnn9 = models/demo.toml, plus bench/recipes/*_cpu.toml: seed 000's
 deep-supervision CNNs, seed 001's XResNet, seed 002's MobileNetV2 + PCA, seed 003's ResNeXt) on
 the shared UrbanSound8K subset in the FAT2019 layout with the same curated folds, lists OOF and
-test lwlrap per system, then stacks all members (stacking/demo.toml) and exports the stacked
-ensemble of every system as one SavedModel, scoring test clips with it in a TensorFlow-only
-process: the stacker and the export accept them all.
+test lwlrap per system, then stacks all members (stacking/demo.toml), prints the final choice
+(member, blend or stacker, chosen on the OOF matrix alone, as run.sh submits it) and exports that
+choice as one SavedModel, scoring the test clips with it in a TensorFlow-only process: the stacker,
+the choice and the export accept every system.
 
 Usage: python bench/systems.py [--folds 3] [--epochs-scale 1.0] [--pretrain] [--recipes A.toml ...]
 Needs ../shared/data/urbansound8k-subset and ../shared/tools/make_fat_layout.py.
@@ -71,6 +72,8 @@ def main() -> None:
     for row in table["rows"]:
         if row["kind"] != "member":
             rows[f"{row['kind']}: {row['name']}"] = row
+    rows[f"final choice: {table['choice']['name']}"] = next(
+        row for row in table["rows"] if row["name"] == table["choice"]["name"])
     served = export_and_serve(runs, work, layout)
 
     print(f"\nUrbanSound8K subset, FAT2019 layout, {args.folds}-fold curated CV, epochs x {args.epochs_scale}, "
@@ -80,7 +83,8 @@ def main() -> None:
         test = f"{row['test_lwlrap']:.4f}" if row.get("test_lwlrap") is not None else "-"
         print(f"{label:40s} {row['oof_lwlrap']:11.4f} {test:>12s} {row.get('seconds', 0):8d}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    print(f"stacked SavedModel of all {len(runs)} systems: test lwlrap {served['test_lwlrap']:.4f} on "
+    print(f"final choice: {table['choice']['reason']}")
+    print(f"the final choice as a SavedModel: test lwlrap {served['test_lwlrap']:.4f} on "
           f"{served['clips']} clips scored in a TensorFlow-only process -> {served['saved_model']}")
     Path(args.out).write_text(json.dumps({"members": rows, "stack_table": table, "export": served}, indent=1))
 
@@ -96,7 +100,7 @@ print(json.dumps(np.asarray(scores).tolist()))
 
 
 def export_and_serve(runs: list[Path], work: Path, layout: Path) -> dict:
-    """Export every member blended by the stacker; score the test clips with TensorFlow alone."""
+    """Export the ensemble the stack step chose; score the test clips with TensorFlow alone."""
     import subprocess
 
     import numpy as np
