@@ -121,7 +121,10 @@ def test_float_windows_whose_fast_mean_or_std_is_ambiguous_are_summed_numpy_s_wa
     float32; a constant window (variance 0 up to rounding) and a zero-mean one are not such windows."""
     constant = np.full(1000, 0.3, np.float32)
     zero_mean = np.concatenate([np.linspace(0.1, 0.9, 500), -np.linspace(0.1, 0.9, 500)]).astype(np.float32)
-    sums = lambda w: np.array([w.sum(dtype=np.float64), (w.astype(np.float64) ** 2).sum(), np.abs(w).sum(dtype=np.float64)])
+    def sums(w: np.ndarray) -> np.ndarray:
+        w = w.astype(np.float64)
+        return np.array([w.sum(), (w ** 2).sum(), np.abs(w).sum()])
+
     assert _float_moments(sums(constant), len(constant))[1] == -1.0
     assert np.isnan(_float_moments(sums(zero_mean), len(zero_mean))[0])
     noise = np.random.default_rng(3).normal(0, 0.2, 4000).astype(np.float32)
