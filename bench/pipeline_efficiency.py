@@ -8,16 +8,19 @@ no model: CPU milliseconds of this process (all threads) per batch and batches/s
 Each loader runs alone (the others' prefetch buffers are full, so they idle), in alternating rounds.
 Goals: graph ≤ 1/5 of python's CPU per batch, and ≥ 3,000 clips/s of batches on 2 cores.
 
-Part 2, fit (a small cnn9, default 2 s crops at 16 kHz, batch 16): ``model.fit`` for ``--steps`` steps
-  fit, graph       from ``GraphTrainInput`` (memory source)
-  fit, records     from ``GraphTrainInput`` (records source)
-  fit, in memory   batches taken from the graph pipeline beforehand and held as tensors
+Part 2, fit (a small cnn9, default 2 s crops at 16 kHz, batch 16): ``model.fit`` for ``--epochs`` epochs of
+``--clips / --batch`` steps, as training runs a stage:
+  fit, graph       from ``GraphTrainInput`` (memory source), continuous: one iterator for all epochs
+  fit, records     from ``GraphTrainInput`` (records source), continuous
+  fit, records, an iterator per epoch   the records source as training ran it before (a one-epoch
+                   dataset, so a new iterator, function instantiation and shuffle-buffer fill each epoch)
+  fit, in memory   one epoch of batches taken from the graph pipeline beforehand and held as tensors
 in rotating order each round, so a burst of load from other jobs mostly hits all of a round. The goal
 is on the median over rounds of the round's ratio of clips/s (from the start of ``fit`` to its last
 step): fit from the graph pipeline / fit from memory ≥ 0.95. Also printed: the ratio of median step
 times and of CPU seconds, and the load average, since the machine may be shared.
 
-Usage: python bench/pipeline_efficiency.py [--loader-batches 60] [--steps 15] [--rounds 8] [--json OUT]
+Usage: python bench/pipeline_efficiency.py [--loader-batches 60] [--epochs 3] [--rounds 8] [--json OUT]
 """
 from __future__ import annotations
 
@@ -75,20 +78,20 @@ def timed(run) -> dict:
     """Seconds of ``run(clock)`` from its start to its last batch, CPU seconds (this process, all
     threads) and the times between batches. Deleting the iterator afterwards is left out: in TF 2.20
     that can block until tf.data's autotuner next wakes up (its period doubles from 10 ms, so up to
-    the run's own length again; seen for both sources when fit stops a repeated dataset after
-    ``steps_per_epoch``, never between the epochs of a finite dataset, as training uses it)."""
+    the run's own length again), as for the in-memory reference, a repeated dataset with autotuning
+    on; training's continuous inputs turn autotuning off for that reason."""
     clock = StepClock()
     cpu = time.process_time()
     run(clock)
     return {"wall": clock.stop - clock.start, "cpu": time.process_time() - cpu, "steps": list(np.diff(clock.ticks))}
 
 
-def fit(model, dataset, steps: int, clock: StepClock | None = None) -> None:
+def fit(model, dataset, epochs: int, steps_per_epoch: int | None, clock: StepClock | None = None) -> None:
     import keras
 
     callbacks = [keras.callbacks.LambdaCallback(on_train_begin=clock.begin, on_train_batch_end=clock.tick,
                                                 on_train_end=clock.end)] if clock else []
-    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=callbacks)
+    model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0, callbacks=callbacks)
 
 
 def pull(iterator, batches: int, clock: StepClock) -> None:
@@ -134,38 +137,46 @@ def loaders(args: argparse.Namespace, work: Path) -> dict:
 
 
 def fits(args: argparse.Namespace, work: Path) -> tuple[dict, dict]:
-    """Part 2: fit from the graph pipeline (both sources) vs from in-memory tensors."""
+    """Part 2: fit from the graph pipeline (both sources, run as training runs them) vs from in-memory tensors."""
     import tensorflow as tf
 
     from freesound_tf.config import PipelineConfig
     from freesound_tf.data.cache import WaveformCache
     from freesound_tf.data.graph_pipeline import GraphTrainInput
+    from freesound_tf.data.pipeline import EpochPlan
 
     cache = WaveformCache(synthetic_cache(  # clips 1x-2.5x the crop: crops at random offsets
         work, "fit", args.clips, (args.seconds, 2.5 * args.seconds), args.sample_rate))
     labels = np.eye(args.classes, dtype=np.float32)[np.arange(len(cache)) % args.classes]
     config = PipelineConfig(crop_seconds=args.seconds, batch_size=args.batch)
     inputs = ("waveform", "length") if args.no_global_features else ("waveform", "global_features", "length")
-    graph = {source: GraphTrainInput(cache, labels, config, args.sample_rate, inputs=inputs, mixup_prob=args.mixup,
-                                     source=source).dataset().repeat() for source in ("memory", "records")}
-    # The same kind of batches, materialised once: the in-memory reference, with the same static shapes as
-    # the graph pipeline's batches, so that all sources share one traced train step.
-    examples = tf.nest.map_structure(lambda *t: tf.concat(t, 0), *graph["memory"].take(args.steps))
+    train = {source: GraphTrainInput(cache, labels, config, args.sample_rate, inputs=inputs, mixup_prob=args.mixup,
+                                     source=source) for source in ("memory", "records")}
+    steps = len(train["memory"])
+    plan = EpochPlan(0, (args.mixup,))
+    # One epoch of the same kind of batches, materialised once: the in-memory reference, with the same static
+    # shapes as the graph pipeline's batches, so that all sources share one traced train step.
+    examples = tf.nest.map_structure(lambda *t: tf.concat(t, 0), *train["memory"].dataset())
     in_memory = tf.data.Dataset.from_tensor_slices(examples).batch(args.batch, drop_remainder=True).repeat()
     in_memory = in_memory.prefetch(tf.data.AUTOTUNE)
-    sources = {"fit, graph": graph["memory"], "fit, records": graph["records"], "fit, in memory": in_memory}
+    # label -> (a new dataset for a run, steps_per_epoch): a continuous input is fitted as fit_stage fits it.
+    sources = {"fit, graph": (lambda: train["memory"].dataset(epochs=plan), steps),
+               "fit, records": (lambda: train["records"].dataset(epochs=plan), steps),
+               "fit, records, an iterator per epoch": (train["records"].dataset, None),
+               "fit, in memory": (lambda: in_memory, steps)}
     model = make_model(args, args.classes)
     times = {}
-    for label, dataset in sources.items():
-        fit(model, dataset, 2)  # warm-up: traces the train step, fills caches
+    for label, (dataset, per_epoch) in sources.items():
+        fit(model, dataset(), 1, per_epoch)  # warm-up: traces the train step, fills caches
         times[label] = []
     order = list(sources)
     for k in range(args.rounds):
-        for label in order[k % 3:] + order[:k % 3]:  # rotating: no source always goes first
-            times[label].append(timed(lambda c: fit(model, sources[label], args.steps, c)))
-    rows = {label: summarize(rounds, args.steps, args.batch) for label, rounds in times.items()}
+        for label in order[k % len(order):] + order[:k % len(order)]:  # rotating: no source always goes first
+            dataset, per_epoch = sources[label]
+            times[label].append(timed(lambda c: fit(model, dataset(), args.epochs, per_epoch, c)))
+    rows = {label: summarize(rounds, args.epochs * steps, args.batch) for label, rounds in times.items()}
     ratios = {}
-    for label in ("fit, graph", "fit, records"):
+    for label in order[:-1]:
         paired = [m["wall"] / p["wall"] for p, m in zip(times[label], times["fit, in memory"])]
         ratios[label] = {"paired": statistics.median(paired), "quartiles": list(np.percentile(paired, [25, 75])),
                          "step": rows[label]["step_clips_per_s"] / rows["fit, in memory"]["step_clips_per_s"],
@@ -189,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     part2.add_argument("--sample-rate", type=int, default=16000)
     part2.add_argument("--seconds", type=float, default=2.0, help="crop length")
     part2.add_argument("--batch", type=int, default=16)
-    part2.add_argument("--steps", type=int, default=15, help="train steps per timed fit")
+    part2.add_argument("--epochs", type=int, default=3, help="epochs per timed fit (of --clips / --batch steps)")
     part2.add_argument("--rounds", type=int, default=8, help="rounds of the three fits")
     part2.add_argument("--variant", default="se")
     part2.add_argument("--stem-width", type=int, default=16)
@@ -230,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     if fit_rows:
         print(f"\nPart 2, fit: cnn9 {args.variant} stem {args.stem_width} blocks {args.block_widths}, "
               f"{args.batch} x {args.seconds:g} s @ {args.sample_rate} Hz, mixup {args.mixup}, "
-              f"{args.steps} steps x {args.rounds} rounds")
-        print(f"{'':16s}{'step ms':>9s}{'clips/s':>9s}{'run s':>8s}{'clips/s':>9s}{'CPU s':>8s}")
+              f"{args.epochs} epochs of {args.clips // args.batch} steps x {args.rounds} rounds")
+        print(f"{'':36s}{'step ms':>9s}{'clips/s':>9s}{'run s':>8s}{'clips/s':>9s}{'CPU s':>8s}")
         for label, row in fit_rows.items():
-            print(f"{label:16s}{row['step_ms']:9.1f}{row['step_clips_per_s']:9.1f}{row['seconds']:8.2f}"
+            print(f"{label:36s}{row['step_ms']:9.1f}{row['step_clips_per_s']:9.1f}{row['seconds']:8.2f}"
                   f"{row['clips_per_s']:9.1f}{row['cpu_seconds']:8.2f}")
         for label, r in ratios.items():
             verdict = "OK" if r["paired"] >= FIT_GOAL else "MISSED"

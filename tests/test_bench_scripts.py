@@ -38,11 +38,12 @@ def test_pipeline_efficiency_writes_the_loaders_the_fits_and_their_ratios(tmp_pa
     out = tmp_path / "pipeline_efficiency.json"
     stdout = run_bench("pipeline_efficiency.py", "--classes", "3", "--loader-clips", "8", "--loader-rate", "8000",
                        "--loader-seconds", "0.5", "--loader-batch", "4", "--loader-batches", "2", "--loader-rounds",
-                       "1", "--clips", "8", "--sample-rate", "8000", "--seconds", "0.5", "--batch", "4", "--steps",
+                       "1", "--clips", "8", "--sample-rate", "8000", "--seconds", "0.5", "--batch", "4", "--epochs",
                        "2", "--rounds", "1", *TINY_MODEL, "--json", str(out))
     report = json.loads(out.read_text())
     assert set(report["loaders"]) == {"python", "graph, memory", "graph, records"}
-    assert set(report["fits"]) == {"fit, graph", "fit, records", "fit, in memory"}
+    assert set(report["fits"]) == {"fit, graph", "fit, records", "fit, records, an iterator per epoch",
+                                   "fit, in memory"}
     for row in [*report["loaders"].values(), *report["fits"].values()]:
         assert row["clips_per_s"] > 0 and row["step_clips_per_s"] > 0 and row["cpu_seconds"] >= 0
         assert len(row["rounds"]) == 1
@@ -50,7 +51,7 @@ def test_pipeline_efficiency_writes_the_loaders_the_fits_and_their_ratios(tmp_pa
     ratio = report["fit_ratios"]["fit, graph"]
     assert ratio["paired"] == fits["fit, in memory"]["seconds"] / fits["fit, graph"]["seconds"]  # one round
     assert set(ratio) == {"paired", "quartiles", "step", "cpu"}
-    assert len(report["loadavg_before"]) == 3 and report["settings"]["steps"] == 2
+    assert len(report["loadavg_before"]) == 3 and report["settings"]["epochs"] == 2
     assert "less CPU per batch than python" in stdout and "fit, graph / fit, in memory" in stdout
 
 

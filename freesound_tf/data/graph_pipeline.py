@@ -19,6 +19,11 @@ The int16 samples come from a :class:`MemorySource` (the whole cache as one flat
 records (shard order shuffled, shards interleaved, a shuffle buffer of records) and crop each record
 as it arrives, with its own seed; step 2 then plans only the mixup. With records, every worker reads
 the whole stream and keeps its own batches.
+
+Training runs this input continuously (an :class:`~freesound_tf.data.pipeline.EpochPlan`): one endless
+dataset for a whole stage, epochs back to back, so tf.data builds its iterator once (40-60 ms of function
+instantiation, plus filling the records' shuffle buffer, that a new iterator per epoch would pay every
+epoch), while each batch still knows its epoch and takes that epoch's mixup probability.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from freesound_tf.config import AugmentConfig, ConfigError, PipelineConfig
 from freesound_tf.data import tfrecords
 from freesound_tf.data.cache import PCM_SCALE, WaveformCache
 from freesound_tf.data.joined_cache import JoinedCache
-from freesound_tf.data.pipeline import ALL_INPUTS, TrainInput
+from freesound_tf.data.pipeline import ALL_INPUTS, EpochPlan, TrainInput
 
 SHUFFLE_BYTES = 64 << 20  # records held by a RecordSource's shuffle buffer (on top of shuffled shards), in bytes
 PY_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
@@ -246,6 +251,8 @@ class GraphTrainInput(TrainInput):
     length, the slots drawn with replacement (seed 001's fixed-size epochs).
     """
 
+    continuous = True
+
     def __init__(
         self,
         cache: WaveformCache,
@@ -302,8 +309,15 @@ class GraphTrainInput(TrainInput):
         member[self.active] = True
         self._member.assign(member)
 
-    def dataset(self, shards: int = 1, shard: int = 0, replicas: int = 1) -> tf.data.Dataset:
-        """One epoch (see :meth:`TrainInput.dataset`); worker ``shard`` of ``shards`` keeps every shards-th batch."""
+    def dataset(self, shards: int = 1, shard: int = 0, replicas: int = 1,
+                epochs: EpochPlan | None = None) -> tf.data.Dataset:
+        """One epoch (see :meth:`TrainInput.dataset`); worker ``shard`` of ``shards`` keeps every shards-th batch.
+
+        With ``epochs``: endless, the epochs of the plan back to back (fit it with ``steps_per_epoch =
+        len(self) // replicas``); each epoch is what a new iteration of the one-epoch dataset would give,
+        its batches mixed up with the plan's probability for that epoch (``mixup_prob`` is not read).
+        ``set_active`` then acts on the batches made after the call: use one-epoch datasets for
+        per-epoch clip selection."""
         cfg = self.config
         n_batches = len(self) // replicas * replicas
         if n_batches == 0:
@@ -312,16 +326,34 @@ class GraphTrainInput(TrainInput):
         batch = cfg.batch_size if self.drop_remainder else len(self.indices)
         seeds = tf.data.Dataset.random(seed=cfg.seed + shard, rerandomize_each_iteration=True)
         if isinstance(self.source, RecordSource):
-            inputs, plan = tf.data.Dataset.zip(self._record_crops(batch, n_batches, shards, shard), seeds), self._record_plan
+            batches = self._record_crops(batch, n_batches, shards, shard, endless=epochs is not None)
+            plan = self._record_plan
         else:
-            inputs, plan = tf.data.Dataset.zip(self._rows(batch, n_batches).shard(shards, shard), seeds), self._plan
-        # Plan and batch in one function: a plan depends on its batch's seed alone, so batches run in parallel.
-        ds = inputs.map(lambda batch_input, seed: self._batch(plan(batch_input, seed)),
-                        num_parallel_calls=tf.data.AUTOTUNE).apply(
-            tf.data.experimental.assert_cardinality(len(range(shard, n_batches, shards))))
+            batches, plan = self._rows(batch, n_batches).shard(shards, shard), self._plan
+            if epochs is not None:
+                batches = batches.repeat()  # each pass a new shuffled order, as a new iteration gives
+        inputs = tf.data.Dataset.zip(batches, seeds).enumerate()
+        per_worker = len(range(shard, n_batches, shards))
+        schedule = None if epochs is None else tf.constant(epochs.mixup, tf.float32)
+
+        def make_batch(j: tf.Tensor, pair: tuple) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+            # Plan and batch in one function: a plan depends on its batch's seed alone, so batches run in parallel.
+            if schedule is None:
+                mixup_prob = self._mixup.read_value()
+            else:  # this worker's j-th batch belongs to epoch first + j // per_worker
+                mixup_prob = tf.gather(schedule, tf.minimum(epochs.first + j // per_worker, len(epochs.mixup) - 1))
+            return self._batch(plan(*pair, mixup_prob))
+
+        ds = inputs.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        if epochs is None:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(per_worker))
         options = tf.data.Options()
         # tf.data's graph rewrites serialize the dataset, which copies the captured samples tensor.
         options.experimental_optimization.apply_default_optimizations = False
+        if epochs is not None:
+            # Deleting an endless iterator while tf.data's autotuner sleeps waits for it to wake (TF 2.20:
+            # 6 s at the end of a 20 s fit from memory); AUTOTUNE then means tf.data's fixed defaults.
+            options.autotune.enabled = False
         return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
     def _rows(self, batch: int, n_batches: int) -> tf.data.Dataset:
@@ -340,13 +372,16 @@ class GraphTrainInput(TrainInput):
 
         return order.batch(batch, drop_remainder=True).take(n_batches).map(rows)
 
-    def _record_crops(self, batch: int, n_batches: int, shards: int, shard: int) -> tf.data.Dataset:
-        """Batches of (rows, int16 crops, global features) cut from the record stream, this worker's batches only.
+    def _record_crops(self, batch: int, n_batches: int, shards: int, shard: int, endless: bool) -> tf.data.Dataset:
+        """Batches of (rows, int16 crops, global features) cut from the record stream, this worker's batches only:
+        the ``n_batches`` of one epoch, or (``endless``) all of them.
 
         Each record is cropped as it arrives (only crops are batched); its offset comes from a per-record
         seed, the crop length from a per-batch draw shared by the batch's records."""
         seed = self.config.seed
-        stream = self.source.stream(self._member, seed).take(n_batches * batch)
+        stream = self.source.stream(self._member, seed)
+        if not endless:
+            stream = stream.take(n_batches * batch)
         if shards > 1:  # every worker reads the same stream and keeps its batches
             stream = stream.enumerate().filter(lambda j, _: (j // batch) % shards == shard).map(lambda _, pair: pair)
         # Streams of their own (other seeds than the batches' mixup seeds), one per worker.
@@ -372,7 +407,7 @@ class GraphTrainInput(TrainInput):
         low, high = self.length_range
         return tf.random.stateless_uniform((), _seed(seed, 0), low, high + 1, dtype=tf.int64)
 
-    def _plan(self, rows: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _plan(self, rows: tf.Tensor, seed: tf.Tensor, mixup_prob: tf.Tensor) -> dict[str, tf.Tensor]:
         """Everything random about one batch of the memory source, its labels and side inputs (module doc)."""
         n = tf.size(rows)
         crop = self._crop_length(seed)
@@ -381,17 +416,18 @@ class GraphTrainInput(TrainInput):
         # Window i starts `before` samples ahead of its clip's first sample (into the margin or the clip before).
         first = tf.gather(self.source.offsets, rows) + start - before
         plan = {"first": first, "before": before, "size": size, "crop": crop}
-        return self._mix_plan(plan, rows, tf.gather(self.source.features, rows), seed)
+        return self._mix_plan(plan, rows, tf.gather(self.source.features, rows), seed, mixup_prob)
 
-    def _record_plan(self, batch: tuple[tf.Tensor, tf.Tensor, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The same for a batch of records, whose crops are cut already (cut and zero-padded already: only the mixup is planned)."""
+    def _record_plan(self, batch: tuple[tf.Tensor, tf.Tensor, tf.Tensor], seed: tf.Tensor,
+                     mixup_prob: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The same for a batch of records, whose crops are cut and zero-padded already: only the mixup is planned."""
         rows, crops, features = batch
-        return self._mix_plan({"crops": crops}, rows, features, seed)
+        return self._mix_plan({"crops": crops}, rows, features, seed, mixup_prob)
 
     def _mix_plan(self, plan: dict[str, tf.Tensor], rows: tf.Tensor, features: tf.Tensor,
-                  seed: tf.Tensor) -> dict[str, tf.Tensor]:
+                  seed: tf.Tensor, mixup_prob: tf.Tensor) -> dict[str, tf.Tensor]:
         """Adds the mixup partners and weights, the mixed labels and the side inputs to a batch's plan."""
-        partner, weight = draw_mixup(tf.size(rows), seed, self._mixup.read_value(), self.spec)
+        partner, weight = draw_mixup(tf.size(rows), seed, mixup_prob, self.spec)
         plan = {**plan, "weight": weight, "partner": partner}
         side = {}
         if "global_features" in self.inputs:

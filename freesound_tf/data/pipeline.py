@@ -8,6 +8,7 @@ mixup) is drawn from seeded streams: the same seed gives the same batches.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -79,6 +80,20 @@ def _signature(inputs: Sequence[str], wave_len: int | None, steps: int) -> dict[
     return {name: tf.TensorSpec(shapes[name], tf.float32) for name in inputs}
 
 
+@dataclass(frozen=True)
+class EpochPlan:
+    """The epochs a continuous training input serves (``dataset(epochs=...)`` of an input whose
+    ``continuous`` is True): epochs ``first``, ``first + 1``, ... back to back without end, epoch e mixed up
+    with probability ``mixup[e]`` (the last one after the end)."""
+
+    first: int
+    mixup: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if self.first < 0 or not self.mixup:
+            raise ValueError(f"EpochPlan needs first >= 0 and a mixup probability per epoch, got {self}")
+
+
 class TrainInput:
     """Training batches: shuffled clips, a random crop each, optional batch mixup.
 
@@ -87,6 +102,8 @@ class TrainInput:
     ``effects_prob`` likewise: the probability that a crop goes through seed 000's audio effects
     (``augment``), ``augment.p_effects`` at first; see :meth:`set_effects`.
     """
+
+    continuous = False  # whether dataset() can serve an EpochPlan (one iterator for many epochs)
 
     def __init__(
         self,

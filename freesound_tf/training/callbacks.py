@@ -71,6 +71,15 @@ def mixup_active(stage: StageConfig, epoch: int) -> bool:
     return not (stage.mixup_until_first_milestone and first is not None and epoch >= first)
 
 
+def mixup_schedule(stage: StageConfig) -> tuple[float, ...]:
+    """The stage's mixup probability in each of its epochs (at least one)."""
+    return tuple(mixup_prob_at(stage, epoch) for epoch in range(max(1, stage.epochs)))
+
+
+def mixup_prob_at(stage: StageConfig, epoch: int) -> float:
+    return stage.mixup_prob if mixup_active(stage, epoch) else 0.0
+
+
 def effects_active(stage: StageConfig, epoch: int) -> bool:
     """Seed 000's audio effects run in the epochs before ``effects_until_epoch`` (0: in every epoch)."""
     return stage.effects_until_epoch == 0 or epoch < stage.effects_until_epoch
@@ -107,7 +116,7 @@ class StageSchedule(keras.callbacks.Callback):
         self.epoch = epoch
         if self.stage.lr_schedule == "step":
             self.model.optimizer.learning_rate.assign(learning_rate(self.stage, epoch))
-        self.set_mixup(self.stage.mixup_prob if mixup_active(self.stage, epoch) else 0.0)
+        self.set_mixup(mixup_prob_at(self.stage, epoch))
         if self.set_effects is not None:
             self.set_effects(effects_active(self.stage, epoch))
 

@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from freesound_tf.config import ConfigError
-from freesound_tf.data.pipeline import TrainInput
+from freesound_tf.data.pipeline import EpochPlan, TrainInput
 
 
 class Distribution:
@@ -68,14 +68,17 @@ class Distribution:
             model._distribute_strategy = None
         return model
 
-    def dataset(self, train_input: TrainInput) -> tf.data.Dataset | tf.distribute.DistributedDataset:
-        """One epoch of training batches; per worker and replica under a strategy."""
+    def dataset(self, train_input: TrainInput,
+                epochs: EpochPlan | None = None) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+        """One epoch of training batches, or with ``epochs`` the plan's epochs without end (a continuous
+        input: fit it with ``steps_per_epoch``); per worker and replica under a strategy."""
+        plan = {} if epochs is None else {"epochs": epochs}
         if self.name == "default":
-            return train_input.dataset()
+            return train_input.dataset(**plan)
 
         def worker_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
             return train_input.dataset(shards=context.num_input_pipelines, shard=context.input_pipeline_id,
-                                       replicas=self.replicas)
+                                       replicas=self.replicas, **plan)
 
         return self.strategy.distribute_datasets_from_function(worker_dataset)
 

@@ -9,9 +9,11 @@ import keras
 import numpy as np
 
 from freesound_tf.config import StageConfig
-from freesound_tf.data.pipeline import TrainInput
+from freesound_tf.data.pipeline import EpochPlan, TrainInput
 from freesound_tf.locking import remove_stale_temps
-from freesound_tf.training.callbacks import ClipValidation, F2Curriculum, StageSchedule, StageState, settle_best
+from freesound_tf.training.callbacks import (
+    ClipValidation, F2Curriculum, StageSchedule, StageState, mixup_schedule, settle_best,
+)
 from freesound_tf.training.checkpoints import checkpoint_problem, copy_atomic
 from freesound_tf.training.distribute import Distribution, make_distribution
 
@@ -55,9 +57,10 @@ def fit_stage(
             model = make_model()
             compile_model(model, stage.lr)
     distribution.adopt(model)
+    steps_per_epoch = len(train_input) // distribution.replicas
     callbacks = [
         StageSchedule(stage, lambda prob: setattr(train_input, "mixup_prob", prob), train_input.set_effects,
-                      steps_per_epoch=len(train_input) // distribution.replicas),
+                      steps_per_epoch=steps_per_epoch),
         ClipValidation(stage, stage_dir, state, predict_val, val_labels),
         keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), write_graph=False),
     ]
@@ -65,9 +68,13 @@ def fit_stage(
         if predict_train is None:
             raise ValueError("fit_stage: stage f2_below > 0 needs predict_train (scores of the training clips)")
         callbacks.insert(1, F2Curriculum(stage.f2_below, train_input, predict_train))  # logs before ClipValidation
+    # One iterator for the whole stage where the input can run continuously (a new one per epoch costs
+    # tens of ms and refills shuffle buffers); F2's per-epoch clip selection needs an iterator per epoch.
+    continuous = train_input.continuous and stage.f2_below <= 0
+    epochs = EpochPlan(state.epochs_done, mixup_schedule(stage)) if continuous else None
     with distribution.scope():
-        model.fit(distribution.dataset(train_input), epochs=stage.epochs, initial_epoch=state.epochs_done,
-                  callbacks=callbacks, verbose=verbose)
+        model.fit(distribution.dataset(train_input, epochs), epochs=stage.epochs, initial_epoch=state.epochs_done,
+                  steps_per_epoch=steps_per_epoch if continuous else None, callbacks=callbacks, verbose=verbose)
     state.finished = True
     state.save()
     if not best.exists():

@@ -1,5 +1,6 @@
 """The in-graph training input: exact crops, uniform offsets, mixup like the numpy pipeline, seeded
-determinism, worker shards, set_active and mixup_prob between epochs, both sources, and no Python ops."""
+determinism, worker shards, set_active and mixup_prob between epochs, continuous epochs with their
+mixup schedule (and fit_stage running them), both sources, and no Python ops."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -12,14 +13,14 @@ import tensorflow as tf
 from scipy import stats
 
 from freesound_tf.augmentation import mixup_batch
-from freesound_tf.config import AudioConfig, AugmentConfig, ConfigError, PipelineConfig
+from freesound_tf.config import AudioConfig, AugmentConfig, ConfigError, PipelineConfig, StageConfig
 from freesound_tf.data import tfrecords
 from freesound_tf.data.cache import WaveformCache, build_cache
 from freesound_tf.data.graph_pipeline import (
     GraphTrainInput, MixupSpec, draw_mixup, make_train_input, python_ops,
 )
 from freesound_tf.data.joined_cache import JoinedCache
-from freesound_tf.data.pipeline import TrainInput
+from freesound_tf.data.pipeline import EpochPlan, TrainInput
 
 SR = 1000  # 1 s crops of 1000 samples
 STEPS = 4
@@ -62,6 +63,10 @@ def dc_cache(tmp_path_factory) -> WaveformCache:
 
 def _epoch(dataset: tf.data.Dataset) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
     return [({k: v.numpy() for k, v in x.items()}, y.numpy()) for x, y in dataset]
+
+
+def _take(dataset: tf.data.Dataset, n: int) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+    return _epoch(dataset.take(n))
 
 
 def _train(cache: WaveformCache, source: str = "memory", **kw) -> GraphTrainInput:
@@ -118,7 +123,7 @@ def test_crop_offsets_are_uniform_over_every_position(noise_cache) -> None:
     clip_start = train.source.offsets.numpy()
     for row, span, where in ((2, 4, "first"), (0, 601, "before")):
         rows = tf.constant(np.full(6000, row, np.int64))
-        plans = [train._plan(rows, tf.constant(s, tf.int64)) for s in range(3)]
+        plans = [train._plan(rows, tf.constant(s, tf.int64), tf.constant(0.0)) for s in range(3)]
         # A long clip's window starts inside it (nothing before); a short one sits `before` zeros in.
         offsets = np.concatenate([p[where].numpy() for p in plans]) - (clip_start[row] if where == "first" else 0)
         counts = np.bincount(offsets, minlength=span)
@@ -243,6 +248,80 @@ def test_set_active_and_mixup_prob_take_effect_between_epochs(dc_cache, source) 
     assert np.mean([(y.max(axis=1) < 1).mean() for _, y in _epoch(dataset)]) > 0.8
     with pytest.raises(ValueError, match="subset of indices"):
         _train(dc_cache, source, indices=np.arange(4, 32)).set_active(np.array([0, 5]))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_continuous_input_serves_whole_epochs_back_to_back_with_their_mixup(dc_cache, source) -> None:
+    train = _train(dc_cache, source, config={"batch_size": 8}, mixup_prob=1.0)  # the plan overrides mixup_prob
+    n = len(train)
+    endless = train.dataset(epochs=EpochPlan(1, (1.0, 0.0, 1.0, 0.0)))
+    batches = _take(endless, 5 * n)
+    mixed = [np.mean([(y.max(axis=1) < 1).mean() for _, y in batches[e * n:(e + 1) * n]]) for e in range(5)]
+    assert mixed[0] == mixed[2] == mixed[3] == mixed[4] == 0 and mixed[1] > 0.8  # plan epochs 1, 2, 3, 3, 3
+    orders = []
+    for e in (0, 2, 3):  # an unmixed epoch: every clip once, a new order each time
+        rows = [int(c) for _, y in batches[e * n:(e + 1) * n] for c in np.argmax(y, axis=1)]
+        assert sorted(rows) == list(range(32))
+        orders.append(rows)
+    assert orders[0] != orders[1] != orders[2]
+    # Its first epoch is the one-epoch dataset's first epoch, batch for batch.
+    first = _epoch(_train(dc_cache, source, config={"batch_size": 8}).dataset())
+    for (x, y), (xe, ye) in zip(first, batches[:n]):
+        np.testing.assert_array_equal(x["waveform"], xe["waveform"])
+        np.testing.assert_array_equal(y, ye)
+    with pytest.raises(ValueError, match="EpochPlan"):
+        EpochPlan(0, ())
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_continuous_worker_shards_partition_every_epoch(noise_cache, source) -> None:
+    train = _train(noise_cache, source, config={"batch_size": 2})  # 12 clips: 6 batches, 3 per worker
+    plan = EpochPlan(0, (0.0,))
+    per_worker = [_take(train.dataset(shards=2, shard=k, replicas=2, epochs=plan), 9) for k in (0, 1)]
+    for e in range(3):
+        rows = [int(c) for batches in per_worker for _, y in batches[3 * e:3 * e + 3] for c in np.argmax(y, axis=1)]
+        assert sorted(rows) == list(range(12)), e
+
+
+def test_fit_stage_runs_the_graph_input_continuously_with_the_stage_mixup_schedule(dc_cache, tmp_path,
+                                                                                   monkeypatch) -> None:
+    """One dataset for the whole stage, its plan the stage's schedule (mixup until the first milestone),
+    and the batches the model trained on mixed in exactly the scheduled epochs; F2 keeps one per epoch."""
+    import keras
+
+    from freesound_tf.training.stage import fit_stage
+
+    train = _train(dc_cache, config={"batch_size": 8}, inputs=("waveform",))
+    made, seen = [], []
+    one_epoch_dataset = train.dataset
+
+    def record(labels: np.ndarray) -> np.ndarray:
+        seen.append(labels.copy())
+        return labels
+
+    def recorded(x, y):
+        return x, tf.ensure_shape(tf.numpy_function(record, [y], tf.float32), y.shape)
+
+    def spied_dataset(**kw):
+        made.append(kw.get("epochs"))
+        return one_epoch_dataset(**kw).map(recorded)
+
+    monkeypatch.setattr(train, "dataset", spied_dataset)
+    stage = StageConfig(epochs=4, lr=0.01, lr_milestones=(2,), mixup_prob=1.0, mixup_until_first_milestone=True)
+
+    def make_model():
+        wave = keras.Input((SR,), name="waveform")
+        return keras.Model({"waveform": wave}, keras.layers.Dense(32, activation="sigmoid")(wave))
+
+    def compile_model(model, lr):
+        model.compile(optimizer=keras.optimizers.SGD(lr), loss="binary_crossentropy")
+
+    fit_stage(make_model, compile_model, stage, tmp_path / "stage", train, lambda model: np.full((4, 32), 0.5),
+              np.eye(32)[:4], tmp_path / "tb", verbose=0)
+    assert made == [EpochPlan(0, (1.0, 1.0, 0.0, 0.0))]
+    n = len(train)
+    mixed = [np.mean([(y.max(axis=1) < 1).mean() for y in seen[e * n:(e + 1) * n]]) for e in range(4)]
+    assert mixed[0] > 0.8 and mixed[1] > 0.8 and mixed[2] == mixed[3] == 0
 
 
 def test_random_lengths_and_fixed_size_epochs(noise_cache) -> None:
