@@ -44,16 +44,16 @@ def stream(cache_path: str, batches: int, train_model: bool, loader: str) -> dic
     from freesound_tf.config import PipelineConfig
     from freesound_tf.data.cache import WaveformCache
     from freesound_tf.data.graph_pipeline import GraphTrainInput
-    from freesound_tf.data.pipeline import TrainInput
+    from freesound_tf.data.pipeline import EpochPlan, TrainInput
 
     cache = WaveformCache(cache_path)
     labels = np.eye(10, dtype=np.float32)[np.arange(len(cache)) % 10]
     config = PipelineConfig(crop_seconds=0.5, batch_size=32)
     if loader == "python":
-        train = TrainInput(cache, labels, config, SR, mixup_prob=0.5)
-    else:
-        train = GraphTrainInput(cache, labels, config, SR, mixup_prob=0.5, source=loader)
-    ds = train.dataset().repeat()
+        ds = TrainInput(cache, labels, config, SR, mixup_prob=0.5).dataset().repeat()
+    else:  # continuous, as fit_stage runs it
+        train = GraphTrainInput(cache, labels, config, SR, source=loader)
+        ds = train.dataset(epochs=EpochPlan(0, (0.5,)))
     model = small_cnn9(0.5) if train_model else None
     start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()

@@ -322,6 +322,10 @@ def test_fit_stage_runs_the_graph_input_continuously_with_the_stage_mixup_schedu
     n = len(train)
     mixed = [np.mean([(y.max(axis=1) < 1).mean() for y in seen[e * n:(e + 1) * n]]) for e in range(4)]
     assert mixed[0] > 0.8 and mixed[1] > 0.8 and mixed[2] == mixed[3] == 0
+    f2 = replace(stage, epochs=2, f2_below=0.5)
+    fit_stage(make_model, compile_model, f2, tmp_path / "f2", train, lambda model: np.full((4, 32), 0.5),
+              np.eye(32)[:4], tmp_path / "tb", verbose=0, predict_train=lambda model, rows: train.labels[rows])
+    assert made[1:] == [None]  # one one-epoch dataset, iterated once per epoch
 
 
 def test_random_lengths_and_fixed_size_epochs(noise_cache) -> None:
