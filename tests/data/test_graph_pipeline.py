@@ -341,6 +341,8 @@ def test_graph_has_no_python_ops_and_the_numpy_pipeline_has(noise_cache) -> None
     labels = np.eye(len(noise_cache), dtype=np.float32)
     assert python_ops(_train(noise_cache, mixup_prob=0.5).dataset()) == set()
     assert python_ops(_train(noise_cache, "records", mixup_prob=0.5).dataset()) == set()
+    for source in SOURCES:  # continuous, as training runs them
+        assert python_ops(_train(noise_cache, source).dataset(epochs=EpochPlan(0, (0.5,)))) == set()
     assert "PyFunc" in python_ops(TrainInput(noise_cache, labels, config, SR).dataset())
 
 
