@@ -176,7 +176,7 @@ def fits(args: argparse.Namespace, work: Path) -> tuple[dict, dict]:
             times[label].append(timed(lambda c: fit(model, dataset(), args.epochs, per_epoch, c)))
     rows = {label: summarize(rounds, args.epochs * steps, args.batch) for label, rounds in times.items()}
     ratios = {}
-    for label in order[:-1]:
+    for label in [name for name in order if name != "fit, in memory"]:
         paired = [m["wall"] / p["wall"] for p, m in zip(times[label], times["fit, in memory"])]
         ratios[label] = {"paired": statistics.median(paired), "quartiles": list(np.percentile(paired, [25, 75])),
                          "step": rows[label]["step_clips_per_s"] / rows["fit, in memory"]["step_clips_per_s"],

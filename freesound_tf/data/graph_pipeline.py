@@ -247,9 +247,9 @@ class GraphTrainInput(TrainInput):
 
     ``mixup_prob`` and ``set_active`` write tf.Variables that every batch reads, so they take effect
     for the batches made after the call, as in the numpy pipeline (a continuous dataset takes its
-    mixup probabilities from its :class:`~freesound_tf.data.pipeline.EpochPlan` instead). ``source``: "memory", "records", or
-    None to choose by ``pipeline.graph_memory_fraction``. ``steps_per_epoch`` > 0 fixes the epoch
-    length, the slots drawn with replacement (seed 001's fixed-size epochs).
+    mixup probabilities from its :class:`~freesound_tf.data.pipeline.EpochPlan` instead). ``source``:
+    "memory", "records", or None to choose by ``pipeline.graph_memory_fraction``. ``steps_per_epoch`` > 0
+    fixes the epoch length, the slots drawn with replacement (seed 001's fixed-size epochs).
     """
 
     continuous = True

@@ -77,6 +77,7 @@ def mixup_schedule(stage: StageConfig) -> tuple[float, ...]:
 
 
 def mixup_prob_at(stage: StageConfig, epoch: int) -> float:
+    """The stage's mixup probability in 0-based ``epoch``."""
     return stage.mixup_prob if mixup_active(stage, epoch) else 0.0
 
 

@@ -15,7 +15,7 @@ import keras
 
 from freesound_tf.config import StageConfig
 from freesound_tf.data.pipeline import TrainInput
-from freesound_tf.training.callbacks import effects_active, learning_rate, mixup_active
+from freesound_tf.training.callbacks import effects_active, learning_rate, mixup_prob_at
 from freesound_tf.training.checkpoints import save_model_atomic
 from freesound_tf.training.distribute import Distribution, make_distribution
 
@@ -39,7 +39,7 @@ def retrain_on_validation(best_path: Path, compile_model: Callable[[keras.Model,
         compile_model(model, final_learning_rate(stage))
     distribution.adopt(model)
     last = stage.epochs - 1
-    val_input.mixup_prob = stage.mixup_prob if mixup_active(stage, last) else 0.0
+    val_input.mixup_prob = mixup_prob_at(stage, last)
     val_input.set_effects(effects_active(stage, last))
     with distribution.scope():
         model.fit(distribution.dataset(val_input), epochs=epochs, verbose=verbose)
