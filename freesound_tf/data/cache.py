@@ -40,6 +40,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -278,6 +279,7 @@ def build_cache(table: ClipTable, audio: AudioConfig, cache_dir: str | Path, wor
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    _refuse_in_a_starting_worker()
     fnames = list(table.fnames)
     paths = [str(p) for p in table.paths()]
     _check_unique(fnames, table.name)
@@ -294,6 +296,20 @@ def build_cache(table: ClipTable, audio: AudioConfig, cache_dir: str | Path, wor
         log.warning("split %s: %d clips could not be decoded and are left out: %s; report: %s", table.name,
                     len(skipped), describe_clips(skipped), report_path(path))
     return path
+
+
+def _refuse_in_a_starting_worker() -> None:
+    """Fail fast where a worker of this very build re-runs an unguarded script.
+
+    Workers start by forkserver/spawn, which import the user's main script again; a script that
+    calls the build at top level (no ``if __name__ == "__main__":``) would then, in every worker,
+    wait forever for the lock its own parent holds.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # set while a worker imports __main__
+        script = getattr(sys.modules.get("__mp_main__"), "__file__", None) or "your script"
+        raise RuntimeError(f"{script}: builds the waveform cache at import time, so each of its worker "
+                           "processes would build it again and wait forever; put the script's top-level "
+                           "code under `if __name__ == \"__main__\":`")
 
 
 def _parts_dir(path: Path) -> Path:

@@ -269,3 +269,25 @@ def test_merge_runs_group_back_to_back_clips_up_to_the_cap():
     # a's clips 0-2 are consecutive (35 samples); b's 1-3 too, but 1-2 reach the cap and 3 alone exceeds it.
     assert runs == [(True, 0, 3, 0, 35), (False, 0, 1, 0, 10), (True, 3, 1, 35, 50), (False, 1, 2, 10, 25),
                     (False, 3, 1, 35, 50)]
+
+
+def test_unguarded_script_fails_fast_instead_of_waiting_forever(tmp_path):
+    """Worker processes import the main script again; a build at its top level must not deadlock on its own lock."""
+    table = Table("train", tmp_path / "audio", write_clips(tmp_path / "audio", 4))
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent(f"""
+        from pathlib import Path
+        from freesound_tf.config import AudioConfig
+        from freesound_tf.data.cache import build_cache
+        class Table:
+            name, fnames = "train", {table.fnames!r}
+            def paths(self):
+                return [Path({str(table.audio_dir)!r}) / f for f in self.fnames]
+        build_cache(Table(), AudioConfig(sample_rate={SR}, global_steps=16), {str(tmp_path / "cache")!r},
+                    workers=2, progress=False, shard_size=1)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert f"{script}: builds the waveform cache at import time" in proc.stderr
+    assert 'if __name__ == "__main__":' in proc.stderr
+    assert not cache_path(tmp_path / "cache", "train", AUDIO).exists()
