@@ -6,13 +6,17 @@ name it hands to ``mix`` also carries the clip's recording (``fsID``): a ``str``
 plain name, so the tool draws the same random numbers and writes the same files as when run alone.
 The recordings of each curated clip are then written as the ``group`` column of train_curated.csv
 (a clip mixed from two recordings is grouped by the first in label order; the other can still leak).
+Two layouts derived from one for bench/learning_curve.py share its test clips: its curated clips
+from a share of the recordings, and its curated and noisy clips pooled under their true labels.
 """
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -36,6 +40,64 @@ def write_layout(out: Path, args: list[str]) -> Path:
     """Run the tool with ``args`` into ``out`` (once) and add the curated clips' ``group`` column."""
     if (out / "sample_submission.csv").exists():
         return out
+    recordings = _run_tool(out, args)
+    curated = pd.read_csv(out / "train_curated.csv", dtype=str, keep_default_na=False)
+    curated["group"] = recordings["curated"]
+    curated.to_csv(out / "train_curated.csv", index=False)
+    return out
+
+
+def write_pooled_layout(out: Path, base: Path, args: list[str]) -> Path:
+    """``base`` (``write_layout(base, args)``) with its noisy clips, under their true labels, in the curated split.
+
+    The tool corrupts noisy labels only after it has mixed every noisy clip, so a run with
+    ``--label-noise 0`` writes the same curated and noisy audio (checked here, clip by clip) with the
+    true labels; its test clips differ, so the test split is ``base``'s. Audio files are symlinks.
+    """
+    if (out / "sample_submission.csv").exists():
+        return out
+    clean = out.with_name(out.name + ".clean")
+    shutil.rmtree(clean, ignore_errors=True)
+    recordings = _run_tool(clean, [*args, "--label-noise", "0"])
+    curated = pd.read_csv(base / "train_curated.csv", dtype=str, keep_default_na=False)
+    noisy = pd.read_csv(clean / "train_noisy.csv", dtype=str, keep_default_na=False)
+    noisy["group"] = recordings["noisy"]
+    for fname in noisy["fname"]:
+        if (clean / "train_noisy" / fname).read_bytes() != (base / "train_noisy" / fname).read_bytes():
+            raise RuntimeError(f"{clean / 'train_noisy' / fname}: differs from {base}'s; the tool no longer "
+                               "draws the same clips without label noise, so its true labels cannot be used")
+    shutil.rmtree(clean)
+    (out / "train_curated").mkdir(parents=True, exist_ok=True)
+    for folder, table in (("train_curated", curated), ("train_noisy", noisy)):
+        for fname in table["fname"]:
+            (out / "train_curated" / fname).symlink_to((base / folder / fname).resolve())
+    pd.concat([curated, noisy]).to_csv(out / "train_curated.csv", index=False)
+    _share_test(out, base)
+    return out
+
+
+def write_subset_layout(out: Path, base: Path, share: float, seed: int = 0) -> Path:
+    """``base``'s curated clips from a random ``share`` of its recordings (groups), no noisy split, the same test."""
+    if (out / "sample_submission.csv").exists():
+        return out
+    curated = pd.read_csv(base / "train_curated.csv", dtype=str, keep_default_na=False)
+    groups = sorted(set(curated["group"]))
+    kept = set(np.random.default_rng(seed).permutation(groups)[:max(1, round(share * len(groups)))])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_curated").symlink_to((base / "train_curated").resolve())
+    curated[curated["group"].isin(kept)].to_csv(out / "train_curated.csv", index=False)
+    _share_test(out, base)
+    return out
+
+
+def _share_test(out: Path, base: Path) -> None:
+    (out / "test").symlink_to((base / "test").resolve())
+    for name in ("test_truth.csv", "sample_submission.csv"):  # the submission last: it marks the layout done
+        shutil.copyfile(base / name, out / name)
+
+
+def _run_tool(out: Path, args: list[str]) -> dict[str, list[str]]:
+    """Run the tool into ``out``; the source recording of every curated and noisy clip, in CSV order."""
     spec = importlib.util.spec_from_file_location("make_fat_layout", TOOL)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
@@ -58,7 +120,4 @@ def write_layout(out: Path, args: list[str]) -> Path:
         tool.main()
     finally:
         sys.argv = argv
-    curated = pd.read_csv(out / "train_curated.csv", dtype=str, keep_default_na=False)
-    curated["group"] = recordings_per_split[0]  # the tool builds curated first
-    curated.to_csv(out / "train_curated.csv", index=False)
-    return out
+    return dict(zip(("curated", "noisy", "test"), recordings_per_split))  # the tool's build order

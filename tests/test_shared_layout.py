@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from shared_layout import SUBSET, TOOL, write_layout  # noqa: E402
+from shared_layout import SUBSET, TOOL, write_layout, write_pooled_layout, write_subset_layout  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (SUBSET / "metadata.csv").exists() or not TOOL.exists(),
                                 reason="../shared/data/urbansound8k-subset or make_fat_layout.py not present")
@@ -34,3 +34,36 @@ def test_the_grouped_layout_is_the_tools_layout_plus_true_recordings(tmp_path):
     classes_of = meta[meta["fold"] == "1"].groupby("fsID")["class"].agg(set)
     for labels, group in zip(curated["labels"], curated["group"]):
         assert labels.split(",")[0] in classes_of[group]
+
+
+def test_pooled_layout_adds_the_noisy_clips_under_their_true_labels(tmp_path):
+    from freesound_tf.data.layout import load_layout
+
+    base = write_layout(tmp_path / "base", SMALL)
+    pooled = load_layout(write_pooled_layout(tmp_path / "pooled", base, SMALL))
+    curated = pd.read_csv(base / "train_curated.csv", dtype=str)
+    noisy = pd.read_csv(base / "train_noisy.csv", dtype=str)
+    table = pd.read_csv(tmp_path / "pooled" / "train_curated.csv", dtype=str)
+    assert list(table["fname"]) == list(curated["fname"]) + list(noisy["fname"])
+    assert table[:len(curated)].equals(curated)
+    true_noisy = table[len(curated):]
+    assert (true_noisy["labels"].values != noisy["labels"].values).any()  # the corrupted ones are undone
+    meta = pd.read_csv(SUBSET / "metadata.csv", dtype=str)
+    classes_of = meta[meta["fold"] == "2"].groupby("fsID")["class"].agg(set)
+    for labels, group in zip(true_noisy["labels"], true_noisy["group"]):
+        assert labels.split(",")[0] in classes_of[group]
+    for fname in noisy["fname"]:
+        assert (tmp_path / "pooled" / "train_curated" / fname).read_bytes() == (base / "train_noisy" / fname).read_bytes()
+    assert pooled.splits["test"].fnames == load_layout(base).splits["test"].fnames
+    assert "noisy" not in pooled.splits and not (tmp_path / "pooled.clean").exists()
+
+
+def test_subset_layout_keeps_whole_recordings(tmp_path):
+    base = write_layout(tmp_path / "base", SMALL)
+    write_subset_layout(tmp_path / "half", base, share=0.5)
+    curated = pd.read_csv(base / "train_curated.csv", dtype=str)
+    half = pd.read_csv(tmp_path / "half" / "train_curated.csv", dtype=str)
+    kept = set(half["group"])
+    assert len(kept) == round(curated["group"].nunique() / 2)
+    assert half.equals(curated[curated["group"].isin(kept)].reset_index(drop=True))
+    assert (tmp_path / "half" / "test_truth.csv").read_bytes() == (base / "test_truth.csv").read_bytes()
