@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from quality import REPO, SPLITS, make_layout, member_recipe
-from shared_layout import SHARED, write_pooled_layout, write_subset_layout
+from shared_layout import SHARED, interval_over_recordings, write_pooled_layout, write_subset_layout
 
 SIZES = ("half", "curated", "pooled")
 
@@ -49,15 +49,18 @@ def run_size(size: str, split: str, recipe_path: Path, work: Path) -> dict:
     result = train_member(recipe, data, out / "runs" / recipe.name, verbose=0)
     return {"recordings": curated["group"].nunique(), "clips": len(curated),
             "oof_lwlrap": result.metrics["oof_lwlrap"], "test_lwlrap": result.metrics["test_lwlrap"],
+            "test_interval": interval_over_recordings(result.run_dir, layout),
             "minutes": round((time.time() - start) / 60, 1)}
 
 
 def format_split(split: str, recipe: str, rows: dict[str, dict]) -> str:
     lines = [f"\nsplit {split}, {recipe} curated-only",
-             f"{'training set':10s} {'recordings':>10s} {'clips':>6s} {'OOF lwlrap':>11s} {'test lwlrap':>12s} {'minutes':>8s}"]
+             f"{'training set':10s} {'recordings':>10s} {'clips':>6s} {'OOF lwlrap':>11s} {'test lwlrap':>12s} "
+             f"{'95 % interval':>14s} {'minutes':>8s}"]
     for size, row in rows.items():
+        interval = "{:.3f}-{:.3f}".format(*row["test_interval"])
         lines.append(f"{size:10s} {row['recordings']:10d} {row['clips']:6d} {row['oof_lwlrap']:11.4f} "
-                     f"{row['test_lwlrap']:12.4f} {row['minutes']:8.1f}")
+                     f"{row['test_lwlrap']:12.4f} {interval:>14s} {row['minutes']:8.1f}")
     return "\n".join(lines)
 
 

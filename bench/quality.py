@@ -13,9 +13,11 @@ Per split, side by side on the same test clips (OOF and test lwlrap, minutes):
   blends, stacker             over the noisy -> curated members (stacking/cpu.toml)
   final choice                what run.sh would submit: chosen on the OOF matrix alone (nested CV),
                               the test column is only printed beside it
-For each member also "OOF @ test mix": its OOF lwlrap with the classes weighted by the test clips'
-label counts (lwlrap weights classes by their share of labels, and the splits' mixes differ), so
-OOF - test splits into what the label mix explains and what new recordings cost.
+For each member also the 95 % interval of its test lwlrap (a bootstrap that resamples the test
+recordings, a few per class: ``lwlrap_interval``) and "OOF @ test mix": its OOF lwlrap with the
+classes weighted by the test clips' label counts (lwlrap weights classes by their share of labels,
+and the splits' mixes differ), so OOF - test splits into what the label mix explains and what new
+recordings cost.
 Usage: python bench/quality.py [--splits A B] [--recipes models/cpu_*.toml] [--folds N] [--no-curated-only]
 Needs ../shared/data/urbansound8k-subset and ../shared/tools/make_fat_layout.py.
 """
@@ -35,7 +37,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from shared_layout import SHARED, write_layout
+from shared_layout import SHARED, interval_over_recordings, write_layout
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = {"A": [], "B": ["--curated-folds", "2", "--noisy-folds", "1", "--test-folds", "1", "--seed", "8"]}
@@ -105,6 +107,7 @@ def run_split(split: str, recipes: list[Path], folds: int | None, curated_only: 
             result = train_member(recipe, data, work / "runs" / recipe.name, verbose=0)
             label = f"{path.stem}, {'noisy -> curated' if pretrain else 'curated only'}"
             rows[label] = {"oof_lwlrap": result.metrics["oof_lwlrap"], "test_lwlrap": result.metrics["test_lwlrap"],
+                           "test_interval": interval_over_recordings(result.run_dir, layout),
                            "oof_at_test_mix": oof_at_test_mix(result.run_dir),
                            "minutes": round((time.time() - start) / 60, 1)}
             print(f"[{split}] {label}: {rows[label]}", flush=True)
@@ -121,7 +124,8 @@ def run_split(split: str, recipes: list[Path], folds: int | None, curated_only: 
     rows["final choice: " + chosen["name"]] = {k: chosen[k] for k in ("oof_lwlrap", "test_lwlrap")}
     if chosen["kind"] == "member":
         member_row = next(row for label, row in rows.items() if label.startswith(f"{chosen['name']}, noisy"))
-        rows["final choice: " + chosen["name"]]["oof_at_test_mix"] = member_row["oof_at_test_mix"]
+        for key in ("oof_at_test_mix", "test_interval"):
+            rows["final choice: " + chosen["name"]][key] = member_row[key]
     return {"rows": rows, "choice": table["choice"], "classes": len(data.layout.classes),
             "curated_clips": len(data.layout.splits["curated"].fnames),
             "test_clips": len(data.layout.splits["test"].fnames)}
@@ -130,11 +134,13 @@ def run_split(split: str, recipes: list[Path], folds: int | None, curated_only: 
 def format_split(split: str, result: dict) -> str:
     lines = [f"\nsplit {split}: {result['curated_clips']} curated / {result['test_clips']} test clips, "
              f"{result['classes']} classes",
-             f"{'system':52s} {'OOF lwlrap':>11s} {'OOF @ test mix':>15s} {'test lwlrap':>12s} {'minutes':>8s}"]
+             f"{'system':52s} {'OOF lwlrap':>11s} {'OOF @ test mix':>15s} {'test lwlrap':>12s} {'95 % interval':>14s} "
+             f"{'minutes':>8s}"]
     for label, row in result["rows"].items():
         oof, at_mix = (f"{row[key]:.4f}" if key in row else "-" for key in ("oof_lwlrap", "oof_at_test_mix"))
+        interval = "{:.3f}-{:.3f}".format(*row["test_interval"]) if "test_interval" in row else "-"
         minutes = f"{row['minutes']:.1f}" if "minutes" in row else ""
-        lines.append(f"{label:52s} {oof:>11s} {at_mix:>15s} {row['test_lwlrap']:12.4f} {minutes:>8s}")
+        lines.append(f"{label:52s} {oof:>11s} {at_mix:>15s} {row['test_lwlrap']:12.4f} {interval:>14s} {minutes:>8s}")
     lines.append(f"final choice: {result['choice']['reason']}")
     return "\n".join(lines)
 

@@ -22,6 +22,7 @@ import pandas as pd
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SUBSET = SHARED / "data" / "urbansound8k-subset"
 TOOL = SHARED / "tools" / "make_fat_layout.py"
+TEST_RECORDINGS = "test_recordings.csv"
 
 
 class _Labelled(str):
@@ -37,14 +38,38 @@ def _labelled(name: str, recording: str) -> _Labelled:
 
 
 def write_layout(out: Path, args: list[str]) -> Path:
-    """Run the tool with ``args`` into ``out`` (once) and add the curated clips' ``group`` column."""
-    if (out / "sample_submission.csv").exists():
-        return out
-    recordings = _run_tool(out, args)
-    curated = pd.read_csv(out / "train_curated.csv", dtype=str, keep_default_na=False)
-    curated["group"] = recordings["curated"]
-    curated.to_csv(out / "train_curated.csv", index=False)
+    """Run the tool with ``args`` into ``out`` (once), add the curated clips' ``group`` column and
+    write each test clip's recording to ``test_recordings.csv`` (for :func:`interval_over_recordings`)."""
+    if not (out / "sample_submission.csv").exists():
+        recordings = _run_tool(out, args)
+        curated = pd.read_csv(out / "train_curated.csv", dtype=str, keep_default_na=False)
+        curated["group"] = recordings["curated"]
+        curated.to_csv(out / "train_curated.csv", index=False)
+        _write_test_recordings(out, recordings["test"])
+    elif not (out / TEST_RECORDINGS).exists():  # written before that file existed: run the tool again aside
+        aside = out.with_name(out.name + ".again")
+        shutil.rmtree(aside, ignore_errors=True)
+        recordings = _run_tool(aside, args)
+        if (aside / "test_truth.csv").read_bytes() != (out / "test_truth.csv").read_bytes():
+            raise RuntimeError(f"{out}: its test clips are not what the tool writes now for {args}; delete it")
+        shutil.rmtree(aside)
+        _write_test_recordings(out, recordings["test"])
     return out
+
+
+def interval_over_recordings(run_dir: Path, layout: Path) -> tuple[float, float]:
+    """95 % interval of a member run's test lwlrap, resampling the test recordings (``lwlrap_interval``)."""
+    from freesound_tf.metrics import lwlrap_interval
+
+    recording = dict(pd.read_csv(layout / TEST_RECORDINGS, dtype=str).itertuples(index=False))
+    fnames = pd.read_csv(run_dir / "test.csv", usecols=["fname"], dtype=str)["fname"]
+    return lwlrap_interval(np.load(run_dir / "test_labels.npy"), np.load(run_dir / "test.npy"),
+                           [recording[f] for f in fnames])
+
+
+def _write_test_recordings(out: Path, recordings: list[str]) -> None:
+    truth = pd.read_csv(out / "test_truth.csv", dtype=str, keep_default_na=False)
+    pd.DataFrame({"fname": truth["fname"], "group": recordings}).to_csv(out / TEST_RECORDINGS, index=False)
 
 
 def write_pooled_layout(out: Path, base: Path, args: list[str]) -> Path:
@@ -92,7 +117,7 @@ def write_subset_layout(out: Path, base: Path, share: float, seed: int = 0) -> P
 
 def _share_test(out: Path, base: Path) -> None:
     (out / "test").symlink_to((base / "test").resolve())
-    for name in ("test_truth.csv", "sample_submission.csv"):  # the submission last: it marks the layout done
+    for name in ("test_truth.csv", TEST_RECORDINGS, "sample_submission.csv"):  # the submission marks it done
         shutil.copyfile(base / name, out / name)
 
 

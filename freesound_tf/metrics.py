@@ -84,6 +84,35 @@ def lwlrap_at_label_mix(y_true: np.ndarray, y_score: np.ndarray, label_counts: n
     return float((per_class * counts).sum() / counts.sum())
 
 
+def lwlrap_interval(y_true: np.ndarray, y_score: np.ndarray, groups: Sequence[str] | None = None,
+                    confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of lwlrap, resampling ``groups`` (e.g. each clip's recording).
+
+    Clips cut from one recording succeed or fail together, so resampling clips would understate how
+    much the score depends on which recordings happened to be in the test set. Each of ``resamples``
+    draws takes as many groups as there are, with replacement, with all their clips (``groups=None``:
+    every clip is its own group). A clip's pair precisions depend on its own scores only, so each
+    draw's lwlrap is exact from per-group sums of precisions and label counts.
+    """
+    y_true, y_score = _check_multilabel(y_true, y_score)
+    if not 0 < confidence < 1 or resamples < 1:
+        raise ValueError(f"need 0 < confidence < 1 and resamples >= 1, got {confidence}, {resamples}")
+    keys = np.arange(len(y_true)) if groups is None else np.asarray(groups)
+    if len(keys) != len(y_true):
+        raise ValueError(f"groups must have one entry per clip: {len(keys)} for {len(y_true)} clips")
+    _, group_of = np.unique(keys, return_inverse=True)
+    n_groups = group_of.max() + 1
+    precision_sums = np.bincount(group_of, _pair_precisions(y_true, y_score).sum(axis=1), n_groups)
+    label_counts = np.bincount(group_of, y_true.sum(axis=1), n_groups)
+    draws = np.random.default_rng(seed).integers(0, n_groups, size=(resamples, n_groups))
+    picked = np.stack([np.bincount(draw, minlength=n_groups) for draw in draws])  # times each group is drawn
+    pairs = picked @ label_counts
+    values = np.divide(picked @ precision_sums, pairs, out=np.full(resamples, np.nan), where=pairs > 0)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])  # draws without any label have no lwlrap
+    return float(low), float(high)
+
+
 def lwlrap(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Label-weighted label-ranking average precision (FAT2019 metric), tie-aware as sklearn."""
     y_true, y_score = _check_multilabel(y_true, y_score)

@@ -93,8 +93,38 @@ def test_quality_table_prints_each_members_oof_at_the_test_label_mix(tmp_path, m
     only_class0 = quality.oof_at_test_mix(tmp_path)
     class0 = oof_labels[:, 0] == 1
     assert only_class0 == pytest.approx(lwlrap(oof_labels[class0], oof[class0]))
+    member = {"oof_lwlrap": 0.8, "oof_at_test_mix": only_class0, "test_lwlrap": 0.7, "test_interval": (0.61, 0.78),
+              "minutes": 1.0}
     table = quality.format_split("A", {"curated_clips": 60, "test_clips": 10, "classes": 3, "choice": {"reason": "r"},
-                                       "rows": {"m, noisy -> curated": {"oof_lwlrap": 0.8, "oof_at_test_mix": only_class0,
-                                                                        "test_lwlrap": 0.7, "minutes": 1.0},
+                                       "rows": {"m, noisy -> curated": member,
                                                 "blend: mean": {"oof_lwlrap": 0.81, "test_lwlrap": 0.72}}})
-    assert "OOF @ test mix" in table and f"{only_class0:.4f}" in table
+    assert "OOF @ test mix" in table and f"{only_class0:.4f}" in table and "0.610-0.780" in table
+
+
+def test_test_interval_resamples_the_recordings_named_in_the_layout(tmp_path, monkeypatch) -> None:
+    """A run's test rows are matched to their recordings by file name, whatever the order of either file."""
+    import numpy as np
+    import pandas as pd
+
+    from freesound_tf.metrics import lwlrap_interval
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import learning_curve
+    from shared_layout import interval_over_recordings
+
+    rng = np.random.default_rng(1)
+    labels = np.eye(3)[rng.integers(0, 3, 30)]
+    scores = np.clip(labels * 0.5 + rng.random((30, 3)), 0, 1)
+    fnames = [f"t{i:02d}.wav" for i in range(30)]
+    recordings = [f"rec{i % 7}" for i in range(30)]
+    np.save(tmp_path / "test.npy", scores)
+    np.save(tmp_path / "test_labels.npy", labels)
+    pd.DataFrame({"fname": fnames, "a": 0}).to_csv(tmp_path / "test.csv", index=False)
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    pd.DataFrame({"fname": fnames, "group": recordings})[::-1].to_csv(layout / "test_recordings.csv", index=False)
+    assert interval_over_recordings(tmp_path, layout) == lwlrap_interval(labels, scores, recordings)
+    row = {"recordings": 7, "clips": 30, "oof_lwlrap": 0.7, "test_lwlrap": 0.66, "test_interval": (0.6, 0.71),
+           "minutes": 2}
+    table = learning_curve.format_split("B", "cpu_cnn9", {"half": row})
+    assert "0.600-0.710" in table and "half" in table

@@ -6,7 +6,7 @@ from sklearn.metrics import label_ranking_average_precision_score
 keras = pytest.importorskip("keras")
 
 from freesound_tf.metrics import (  # noqa: E402
-    LwlrapMetric, lwlrap, lwlrap_at_label_mix, map_at_k, per_class_lwlrap, top_k_labels)
+    LwlrapMetric, lwlrap, lwlrap_at_label_mix, lwlrap_interval, map_at_k, per_class_lwlrap, top_k_labels)
 
 
 def lwlrap_by_definition(y_true, y_score):
@@ -228,3 +228,39 @@ def test_lwlrap_at_label_mix_hand_case_and_own_mix():
         lwlrap_at_label_mix(y_true, y_score, [0, 5, 0, 0])
     with pytest.raises(ValueError, match="4 non-negative"):
         lwlrap_at_label_mix(y_true, y_score, [1, 1])
+
+
+def _random_multilabel(rng, clips, classes=6):
+    y_true = (rng.random((clips, classes)) < 0.25).astype(np.int64)
+    y_true[np.arange(clips), rng.integers(0, classes, clips)] = 1
+    return y_true, np.round(rng.random((clips, classes)), 1)  # rounded: many ties
+
+
+def test_lwlrap_interval_is_the_percentiles_of_lwlrap_over_resampled_groups():
+    rng = np.random.default_rng(5)
+    y_true, y_score = _random_multilabel(rng, 60)
+    groups = rng.choice(["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"], 60)
+    names = np.unique(groups)
+    draws = np.random.default_rng(3).integers(0, len(names), size=(300, len(names)))
+    values = []
+    for draw in draws:  # the slow way: gather the drawn recordings' clips and score them
+        rows = np.concatenate([np.flatnonzero(groups == names[g]) for g in draw])
+        values.append(lwlrap(y_true[rows], y_score[rows]))
+    expected = np.percentile(values, [5, 95])
+    got = lwlrap_interval(y_true, y_score, groups, confidence=0.9, resamples=300, seed=3)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert got[0] < lwlrap(y_true, y_score) < got[1]
+
+
+def test_lwlrap_interval_resamples_recordings_not_clips():
+    rng = np.random.default_rng(6)
+    y_true, y_score = _random_multilabel(rng, 40)
+    alone = lwlrap_interval(y_true, y_score)
+    copies = np.repeat(np.arange(40), 4)  # every recording cut into 4 identical clips
+    recordings = [f"rec{i:02d}" for i in copies]  # sorted as the clips, so the draws pick the same recordings
+    assert lwlrap_interval(y_true[copies], y_score[copies], groups=recordings) == pytest.approx(alone)
+    low, high = lwlrap_interval(y_true[copies], y_score[copies])  # as if the 160 clips were independent
+    assert high - low < 0.7 * (alone[1] - alone[0])
+    assert lwlrap_interval(y_true, y_true.astype(float)) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="one entry per clip"):
+        lwlrap_interval(y_true, y_score, groups=["a"] * 39)

@@ -36,6 +36,21 @@ def test_the_grouped_layout_is_the_tools_layout_plus_true_recordings(tmp_path):
         assert labels.split(",")[0] in classes_of[group]
 
 
+def test_test_recordings_are_the_test_clips_sources_and_come_back_if_deleted(tmp_path):
+    grouped = write_layout(tmp_path / "grouped", SMALL)
+    recordings = pd.read_csv(grouped / "test_recordings.csv", dtype=str)
+    truth = pd.read_csv(grouped / "test_truth.csv", dtype=str)
+    assert list(recordings["fname"]) == list(truth["fname"])
+    meta = pd.read_csv(SUBSET / "metadata.csv", dtype=str)
+    classes_of = meta[meta["fold"] == "2"].groupby("fsID")["class"].agg(set)
+    for labels, group in zip(truth["labels"], recordings["group"]):
+        assert labels.split(",")[0] in classes_of[group]
+    (grouped / "test_recordings.csv").unlink()  # a layout written before the file existed
+    write_layout(grouped, SMALL)
+    assert pd.read_csv(grouped / "test_recordings.csv", dtype=str).equals(recordings)
+    assert not (tmp_path / "grouped.again").exists()
+
+
 def test_pooled_layout_adds_the_noisy_clips_under_their_true_labels(tmp_path):
     from freesound_tf.data.layout import load_layout
 
@@ -53,8 +68,10 @@ def test_pooled_layout_adds_the_noisy_clips_under_their_true_labels(tmp_path):
     for labels, group in zip(true_noisy["labels"], true_noisy["group"]):
         assert labels.split(",")[0] in classes_of[group]
     for fname in noisy["fname"]:
-        assert (tmp_path / "pooled" / "train_curated" / fname).read_bytes() == (base / "train_noisy" / fname).read_bytes()
+        pooled_audio = tmp_path / "pooled" / "train_curated" / fname
+        assert pooled_audio.read_bytes() == (base / "train_noisy" / fname).read_bytes()
     assert pooled.splits["test"].fnames == load_layout(base).splits["test"].fnames
+    assert (tmp_path / "pooled" / "test_recordings.csv").read_bytes() == (base / "test_recordings.csv").read_bytes()
     assert "noisy" not in pooled.splits and not (tmp_path / "pooled.clean").exists()
 
 
@@ -66,4 +83,5 @@ def test_subset_layout_keeps_whole_recordings(tmp_path):
     kept = set(half["group"])
     assert len(kept) == round(curated["group"].nunique() / 2)
     assert half.equals(curated[curated["group"].isin(kept)].reset_index(drop=True))
-    assert (tmp_path / "half" / "test_truth.csv").read_bytes() == (base / "test_truth.csv").read_bytes()
+    for name in ("test_truth.csv", "test_recordings.csv"):
+        assert (tmp_path / "half" / name).read_bytes() == (base / name).read_bytes()
