@@ -45,6 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -401,10 +402,15 @@ def _decode_in_shards(todo: list[tuple[str, str, AudioConfig]], keys: dict[str, 
     quiet: list[tuple[str, str]] = []
     with _ShardMapper(workers) as mapper, tqdm(total=len(todo), desc=f"caching {split}", unit="clip",
                                                  disable=not progress) as bar:
-        for shard, (part, notes) in zip(shards, mapper(shards)):
-            written.append(part)
-            quiet += notes
-            bar.update(len(shard.jobs))
+        try:
+            for shard, (part, notes) in zip(shards, mapper(shards)):
+                written.append(part)
+                quiet += notes
+                bar.update(len(shard.jobs))
+        except BrokenProcessPool as error:
+            raise RuntimeError(f"split {split}: a cache worker process died ({error}); its own error, if any, is "
+                               f"printed above; the {len(written)} finished shards are kept in {parts_dir} and a "
+                               "rerun resumes from them") from error
     if quiet:
         log.warning("split %s: %d clip(s) kept but worth a look: %s", split, len(quiet), describe_clips(quiet))
     return written
@@ -442,7 +448,7 @@ class _ShardMapper:
     """Context manager yielding an ordered ``map(_decode_shard, shards)``, in-process or over workers.
 
     Workers start by 'forkserver' (clean processes, not forks of a parent that may have
-    TensorFlow loaded); a worker that dies raises BrokenProcessPool instead of hanging. On any
+    TensorFlow loaded); a worker that dies breaks the pool instead of hanging (the build then says so). On any
     exit, including Ctrl-C, queued clips are cancelled; if this process is killed, the workers
     exit by themselves (:func:`_exit_with_parent`).
     """

@@ -290,4 +290,5 @@ def test_unguarded_script_fails_fast_instead_of_waiting_forever(tmp_path):
     assert proc.returncode != 0
     assert f"{script}: builds the waveform cache at import time" in proc.stderr
     assert 'if __name__ == "__main__":' in proc.stderr
+    assert "RuntimeError: split train: a cache worker process died" in proc.stderr  # the parent says so too
     assert not cache_path(tmp_path / "cache", "train", AUDIO).exists()
