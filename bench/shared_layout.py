@@ -11,9 +11,11 @@ from a share of the recordings, and its curated and noisy clips pooled under the
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +43,12 @@ def write_layout(out: Path, args: list[str]) -> Path:
     """Run the tool with ``args`` into ``out`` (once), add the curated clips' ``group`` column and
     write each test clip's recording to ``test_recordings.csv`` (for :func:`interval_over_recordings`)."""
     if not (out / "sample_submission.csv").exists():
-        recordings = _run_tool(out, args)
-        curated = pd.read_csv(out / "train_curated.csv", dtype=str, keep_default_na=False)
-        curated["group"] = recordings["curated"]
-        curated.to_csv(out / "train_curated.csv", index=False)
-        _write_test_recordings(out, recordings["test"])
+        with _building(out) as partial:
+            recordings = _run_tool(partial, args)
+            curated = pd.read_csv(partial / "train_curated.csv", dtype=str, keep_default_na=False)
+            curated["group"] = recordings["curated"]
+            curated.to_csv(partial / "train_curated.csv", index=False)
+            _write_test_recordings(partial, recordings["test"])
     elif not (out / TEST_RECORDINGS).exists():  # written before that file existed: run the tool again aside
         aside = out.with_name(out.name + ".again")
         shutil.rmtree(aside, ignore_errors=True)
@@ -81,23 +84,23 @@ def write_pooled_layout(out: Path, base: Path, args: list[str]) -> Path:
     """
     if (out / "sample_submission.csv").exists():
         return out
-    clean = out.with_name(out.name + ".clean")
-    shutil.rmtree(clean, ignore_errors=True)
-    recordings = _run_tool(clean, [*args, "--label-noise", "0"])
-    curated = pd.read_csv(base / "train_curated.csv", dtype=str, keep_default_na=False)
-    noisy = pd.read_csv(clean / "train_noisy.csv", dtype=str, keep_default_na=False)
-    noisy["group"] = recordings["noisy"]
-    for fname in noisy["fname"]:
-        if (clean / "train_noisy" / fname).read_bytes() != (base / "train_noisy" / fname).read_bytes():
-            raise RuntimeError(f"{clean / 'train_noisy' / fname}: differs from {base}'s; the tool no longer "
-                               "draws the same clips without label noise, so its true labels cannot be used")
-    shutil.rmtree(clean)
-    (out / "train_curated").mkdir(parents=True, exist_ok=True)
-    for folder, table in (("train_curated", curated), ("train_noisy", noisy)):
-        for fname in table["fname"]:
-            (out / "train_curated" / fname).symlink_to((base / folder / fname).resolve())
-    pd.concat([curated, noisy]).to_csv(out / "train_curated.csv", index=False)
-    _share_test(out, base)
+    with _building(out) as partial:
+        clean = partial / "clean"
+        recordings = _run_tool(clean, [*args, "--label-noise", "0"])
+        curated = pd.read_csv(base / "train_curated.csv", dtype=str, keep_default_na=False)
+        noisy = pd.read_csv(clean / "train_noisy.csv", dtype=str, keep_default_na=False)
+        noisy["group"] = recordings["noisy"]
+        for fname in noisy["fname"]:
+            if (clean / "train_noisy" / fname).read_bytes() != (base / "train_noisy" / fname).read_bytes():
+                raise RuntimeError(f"{clean / 'train_noisy' / fname}: differs from {base}'s; the tool no longer "
+                                   "draws the same clips without label noise, so its true labels cannot be used")
+        shutil.rmtree(clean)
+        (partial / "train_curated").mkdir()
+        for folder, table in (("train_curated", curated), ("train_noisy", noisy)):
+            for fname in table["fname"]:
+                (partial / "train_curated" / fname).symlink_to((base / folder / fname).resolve())
+        pd.concat([curated, noisy]).to_csv(partial / "train_curated.csv", index=False)
+        _share_test(partial, base)
     return out
 
 
@@ -108,21 +111,32 @@ def write_subset_layout(out: Path, base: Path, share: float, seed: int = 0) -> P
     curated = pd.read_csv(base / "train_curated.csv", dtype=str, keep_default_na=False)
     groups = sorted(set(curated["group"]))
     kept = set(np.random.default_rng(seed).permutation(groups)[:max(1, round(share * len(groups)))])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_curated").symlink_to((base / "train_curated").resolve())
-    curated[curated["group"].isin(kept)].to_csv(out / "train_curated.csv", index=False)
-    _share_test(out, base)
+    with _building(out) as partial:
+        partial.mkdir()
+        (partial / "train_curated").symlink_to((base / "train_curated").resolve())
+        curated[curated["group"].isin(kept)].to_csv(partial / "train_curated.csv", index=False)
+        _share_test(partial, base)
     return out
+
+
+@contextlib.contextmanager
+def _building(out: Path) -> Iterator[Path]:
+    """A fresh folder beside ``out`` that replaces ``out`` once the body succeeds: never a half-written layout."""
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    yield partial
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
 
 
 def _share_test(out: Path, base: Path) -> None:
     (out / "test").symlink_to((base / "test").resolve())
-    for name in ("test_truth.csv", TEST_RECORDINGS, "sample_submission.csv"):  # the submission marks it done
+    for name in ("test_truth.csv", TEST_RECORDINGS, "sample_submission.csv"):
         shutil.copyfile(base / name, out / name)
 
 
 def _run_tool(out: Path, args: list[str]) -> dict[str, list[str]]:
-    """Run the tool into ``out``; the source recording of every curated and noisy clip, in CSV order."""
+    """Run the tool into ``out``; the source recording of every clip of each split, in CSV order."""
     spec = importlib.util.spec_from_file_location("make_fat_layout", TOOL)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)

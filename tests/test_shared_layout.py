@@ -72,12 +72,16 @@ def test_pooled_layout_adds_the_noisy_clips_under_their_true_labels(tmp_path):
         assert pooled_audio.read_bytes() == (base / "train_noisy" / fname).read_bytes()
     assert pooled.splits["test"].fnames == load_layout(base).splits["test"].fnames
     assert (tmp_path / "pooled" / "test_recordings.csv").read_bytes() == (base / "test_recordings.csv").read_bytes()
-    assert "noisy" not in pooled.splits and not (tmp_path / "pooled.clean").exists()
+    assert "noisy" not in pooled.splits and not (tmp_path / "pooled" / "clean").exists()
+    assert not (tmp_path / "pooled.partial").exists()
 
 
 def test_subset_layout_keeps_whole_recordings(tmp_path):
     base = write_layout(tmp_path / "base", SMALL)
+    (tmp_path / "half" / "test").mkdir(parents=True)  # what a killed build could leave
+    (tmp_path / "half.partial" / "train_curated").mkdir(parents=True)
     write_subset_layout(tmp_path / "half", base, share=0.5)
+    assert not (tmp_path / "half.partial").exists()
     curated = pd.read_csv(base / "train_curated.csv", dtype=str)
     half = pd.read_csv(tmp_path / "half" / "train_curated.csv", dtype=str)
     kept = set(half["group"])
