@@ -105,9 +105,8 @@ def lwlrap_interval(y_true: np.ndarray, y_score: np.ndarray, groups: Sequence[st
     precision_sums = np.bincount(group_of, _pair_precisions(y_true, y_score).sum(axis=1), n_groups)
     label_counts = np.bincount(group_of, y_true.sum(axis=1), n_groups)
     draws = np.random.default_rng(seed).integers(0, n_groups, size=(resamples, n_groups))
-    picked = np.stack([np.bincount(draw, minlength=n_groups) for draw in draws])  # times each group is drawn
-    pairs = picked @ label_counts
-    values = np.divide(picked @ precision_sums, pairs, out=np.full(resamples, np.nan), where=pairs > 0)
+    pairs = label_counts[draws].sum(axis=1)
+    values = np.divide(precision_sums[draws].sum(axis=1), pairs, out=np.full(resamples, np.nan), where=pairs > 0)
     tail = 100 * (1 - confidence) / 2
     low, high = np.nanpercentile(values, [tail, 100 - tail])  # draws without any label have no lwlrap
     return float(low), float(high)
